@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 from servingd.core.errors import ServingError
 from servingd.core.metrics import REQUEST_COUNT, REQUEST_LATENCY
@@ -15,33 +14,58 @@ GRPC = "GRPC"
 REST = "REST"
 
 
-@dataclass(slots=True)
 class RequestObservation:
     """Filled in by the handler: which model the request named (empty: not recorded)."""
 
-    model_name: str = ""
+    __slots__ = ("model_name",)
+
+    def __init__(self) -> None:
+        self.model_name = ""
 
 
-@contextmanager
-def observe_request(api: str, entrypoint: str) -> Iterator[RequestObservation]:
-    """Counts the request by model and status code and records its latency (microseconds)."""
-    observation = RequestObservation()
-    start = time.perf_counter()
-    status = "OK"
-    try:
-        yield observation
-    except ServingError as exc:
-        status = exc.code
-        raise
-    except asyncio.CancelledError:
-        status = "CANCELLED"  # the client went away (or its deadline passed) first
-        raise
-    except BaseException:
-        status = "UNKNOWN"
-        raise
-    finally:
-        if observation.model_name:
-            REQUEST_COUNT.inc(observation.model_name, status)
-            REQUEST_LATENCY.labels(observation.model_name, api, entrypoint).observe(
-                (time.perf_counter() - start) * 1e6
-            )
+# Histogram children by (model, API, entrypoint): prometheus_client's labels() validates and
+# locks on every call, and this runs once per request on the event loop.
+_latency_children: dict[tuple[str, str, str], Any] = {}
+
+
+class observe_request:  # lower case: used like the function it replaced
+    """Counts the request by model and status code and records its latency (microseconds).
+
+    A class rather than a @contextmanager generator: it is on every request's path.
+    """
+
+    __slots__ = ("_api", "_entrypoint", "_observation", "_start")
+
+    def __init__(self, api: str, entrypoint: str) -> None:
+        self._api = api
+        self._entrypoint = entrypoint
+        self._observation = RequestObservation()
+        self._start = 0.0
+
+    def __enter__(self) -> RequestObservation:
+        self._start = time.perf_counter()
+        return self._observation
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        model_name = self._observation.model_name
+        if not model_name:
+            return
+        if exc is None:
+            status = "OK"
+        elif isinstance(exc, ServingError):
+            status = exc.code
+        elif isinstance(exc, asyncio.CancelledError):
+            status = "CANCELLED"  # the client went away (or its deadline passed) first
+        else:
+            status = "UNKNOWN"
+        REQUEST_COUNT.inc(model_name, status)
+        key = (model_name, self._api, self._entrypoint)
+        child = _latency_children.get(key)
+        if child is None:
+            child = _latency_children.setdefault(key, REQUEST_LATENCY.labels(*key))
+        child.observe((time.perf_counter() - self._start) * 1e6)

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
-from servingd.apis.grpc.interceptors import AdmissionInterceptor, AuthInterceptor
+from servingd.apis.grpc.method_guards import admit_prediction_calls, require_token_for_reload
 from servingd.apis.grpc.model_service import ModelService, ReloadConfigHandler
 from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.inference import InferenceRunner
@@ -73,21 +73,17 @@ class GrpcFrontEnd:
             **KEEPALIVE_CHANNEL_ARGUMENTS,
             **dict(options.channel_arguments),
         }
-        interceptors: list[grpc.aio.ServerInterceptor] = []
-        if options.admin_token is not None:
-            interceptors.append(AuthInterceptor(options.admin_token))
+        self.server = grpc.aio.server(options=list(channel_args.items()))
+        prediction = PredictionService(
+            runner, ExampleApi(runner, check_method_name=options.check_method_name)
+        )
         if options.limiter is not None:
-            interceptors.append(AdmissionInterceptor(options.limiter))
-        self.server = grpc.aio.server(options=list(channel_args.items()), interceptors=interceptors)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(
-                runner, ExampleApi(runner, check_method_name=options.check_method_name)
-            ),
-            self.server,
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(runner.lookup, reload_config), self.server
-        )
+            admit_prediction_calls(prediction, options.limiter)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, self.server)
+        models = ModelService(runner.lookup, reload_config)
+        if options.admin_token is not None:
+            require_token_for_reload(models, options.admin_token)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
