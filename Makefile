@@ -57,9 +57,12 @@ test: lint deb
 test-fast: venv
 	$(PYTEST) -q -x -m "not slow and not e2e"
 
-# make bench BENCH_ARGS="--duration 8 --loadgen-procs 2": see python -m tests.bench.run --help
+# make bench BENCH_ARGS="--duration 8 --skip-mlserver": see python -m tests.bench.run --help
+# h2load is the load generator; nghttpd (a C HTTP/2 server) measures h2load's own ceiling.
+BENCH_APT_PACKAGES := nghttp2-client nghttp2-server
 BENCH_ARGS ?=
 bench: venv
+	./scripts/apt-deps.sh $(BENCH_APT_PACKAGES)
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # The reliability runs at full counts (50 swaps, 100 load/unload cycles, 60 s overload,

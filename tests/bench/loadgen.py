@@ -1,146 +1,162 @@
-"""Load generator: N closed-loop clients for a fixed window, in its own process.
+"""Load generator: h2load (nghttp2, C) driven as a child process, closed-loop clients.
 
-    python -m tests.bench.loadgen --grpc 127.0.0.1:8500 \
-        --method /tensorflow.serving.PredictionService/Predict --body req.bin \
-        --clients 64 --start-at EPOCH --duration 5
-    python -m tests.bench.loadgen --url http://127.0.0.1:8501/v1/models/mlp:predict \
-        --body req.json --clients 64 --start-at EPOCH --duration 5
+gRPC is HTTP/2: a unary call is one POST of the length-prefixed message with
+`content-type: application/grpc`, so h2load sends the same bytes any gRPC client puts on
+the wire (the request is serialized once, by the caller). gRPC loads run on one HTTP/2
+connection with `clients` concurrent streams (as N callers sharing one channel); REST
+loads use one HTTP/1.1 connection per client. Each client sends its next request when the
+previous reply has arrived.
 
-Each client sends one request, waits for the reply, and sends the next. The request body
-is serialized once by the caller (a PredictRequest, a KServe ModelInferRequest, a JSON
-document: the bytes any client library would put on the wire) and sent as raw bytes, so
-this process imports neither TensorFlow nor a model's protos: it starts in a fraction of a
-second and spends its CPU on the transport only. Replies are checked for success (gRPC OK,
-HTTP 200) and their size, not parsed; the bench runner checks one parsed reply per server.
+h2load runs for warm-up + measured seconds and logs every request (start, status,
+latency). Throughput counts the requests that completed inside the measured window,
+latency percentiles those that started in it. Failures: a non-2xx HTTP status, and for gRPC
+(whose errors are HTTP 200 with a grpc-status trailer and no message) every reply that did
+not carry the expected message: h2load's received DATA bytes must equal requests x the
+length of the one reply the runner fetched and checked through a real client.
 
-Requests run from start until `--start-at` (warm-up), are measured for `--duration`
-seconds, then stop. Several of these processes may share one window (same --start-at):
-the runner adds them up. Prints one JSON object: requests, errors, latencies (ms), and this
-process's own CPU seconds within the window.
+Why not a Python client: on 2 cores a grpc.aio client costs about as much CPU per request
+as the server it measures, and its own round trip inflates the 1-client latency. h2load
+costs a few microseconds per request (its ceiling against a C server is in the report).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
+import re
 import resource
-import sys
+import shutil
+import struct
+import subprocess
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+JSON_HEADERS = ("content-type: application/json",)
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+class LoadgenMissing(RuntimeError):
+    """h2load is not installed (Debian: nghttp2-client)."""
 
 
-async def _grpc_sender(
-    args: argparse.Namespace, body: bytes
-) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    import grpc
-
-    channel = grpc.aio.insecure_channel(
-        args.grpc,
-        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
-    )
-    call = channel.unary_unary(args.method)  # bytes in, bytes out: no (de)serializer
-
-    async def send() -> None:
-        await call(body, timeout=30)
-
-    return send, channel.close
+def h2load() -> str:
+    path = shutil.which("h2load")
+    if path is None:
+        raise LoadgenMissing("h2load not found: apt-get install nghttp2-client")
+    return path
 
 
-async def _http_sender(
-    args: argparse.Namespace, body: bytes
-) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    import aiohttp
-
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=30)
-    )
-    headers = {"Content-Type": "application/json"}
-
-    async def send() -> None:
-        async with session.post(args.url, data=body, headers=headers) as response:
-            await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}")
-
-    return send, session.close
+def grpc_frame(message: bytes) -> bytes:
+    """One uncompressed gRPC message as it travels in HTTP/2 DATA frames."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
-    with open(args.body, "rb") as f:
-        body = f.read()
-    maker = _grpc_sender if args.grpc else _http_sender
-    send, close = await maker(args, body)
-    measure_from = args.start_at
-    stop_at = measure_from + args.duration
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    cpu_marks: dict[str, float] = {}
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    log: Path
+    started: float  # epoch seconds, just before the child started
+    grpc: bool
+    tmp: tempfile.TemporaryDirectory[str]
 
-    async def client() -> None:
-        while True:
-            t0 = time.time()
-            if t0 >= stop_at:
-                return
-            try:
-                await send()
-                error = ""
-            except Exception as exc:
-                code = getattr(exc, "code", None)
-                error = code().name if callable(code) else type(exc).__name__
-                await asyncio.sleep(0.001)  # a refusing server must not become a busy loop
-            t1 = time.time()
-            if t0 >= measure_from:
-                if error:
-                    errors[error] = errors.get(error, 0) + 1
-                else:
-                    latencies.append(t1 - t0)
 
-    async def mark() -> None:
-        await asyncio.sleep(max(0.0, measure_from - time.time()))
-        cpu_marks["start"] = _cpu()
-        await asyncio.sleep(max(0.0, stop_at - time.time()))
-        cpu_marks["stop"] = _cpu()
+@dataclass
+class Result:
+    requests: int  # completed OK inside the measured window
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cpu_s: float = 0.0  # h2load's own CPU over its whole run
+    run_s: float = 0.0  # h2load's whole run (warm-up included)
 
+
+def start(
+    *,
+    url: str,
+    body: bytes,
+    clients: int,
+    seconds: float,
+    grpc: bool,
+) -> Running:
+    """Starts h2load for `seconds` against `url` (for gRPC: http://HOST:PORT/pkg.Svc/Method)."""
+    tmp = tempfile.TemporaryDirectory(prefix="servingd-h2load-")
+    data = Path(tmp.name) / "body"
+    data.write_bytes(grpc_frame(body) if grpc else body)
+    log = Path(tmp.name) / "requests.tsv"
+    connections, streams = (1, clients) if grpc else (clients, 1)
+    headers = GRPC_HEADERS if grpc else JSON_HEADERS
+    cmd = [
+        h2load(),
+        f"--clients={connections}",
+        f"--max-concurrent-streams={streams}",
+        f"--duration={seconds:g}",
+        f"--data={data}",
+        f"--log-file={log}",
+        *(f"--header={h}" for h in headers),
+        *([] if grpc else ["--h1"]),
+        url,
+    ]
+    started = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Running(proc, log, started, grpc, tmp)
+
+
+def finish(running: Running, window: tuple[float, float], grpc_reply_bytes: int | None) -> Result:
+    """Waits for h2load and reads its per-request log for the window [from, to) (epoch s)."""
+    proc = running.proc
+    before = _children_cpu()
     try:
-        await asyncio.gather(mark(), *(client() for _ in range(args.clients)))
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        running.tmp.cleanup()
+        raise
+    cpu_s = _children_cpu() - before  # h2load is the only child reaped in between
+    try:
+        rows = _read_log(running.log)
     finally:
-        await close()
-    return {
-        "clients": args.clients,
-        "duration_s": args.duration,
-        "requests": len(latencies),
-        "errors": errors,
-        "cpu_s": cpu_marks.get("stop", 0.0) - cpu_marks.get("start", 0.0),
-        "latencies_ms": [round(x * 1000, 4) for x in latencies],
-    }
+        running.tmp.cleanup()
+    if proc.returncode != 0:
+        raise RuntimeError(f"h2load exited with {proc.returncode}: {out[-2000:]}")
+    result = Result(requests=0, run_s=time.time() - running.started)
+    result.cpu_s = cpu_s
+    begin_us, end_us = window[0] * 1e6, window[1] * 1e6
+    starts, codes, lat_us = rows[:, 0], rows[:, 1], rows[:, 2]
+    ok = (codes >= 200) & (codes < 300)
+    for code in np.unique(codes[~ok]).astype(int):
+        result.errors[f"HTTP {code}"] = int(np.sum(codes == code))
+    if running.grpc and grpc_reply_bytes:
+        data = _data_bytes(out)
+        missing = int(ok.sum()) - data // grpc_reply_bytes
+        if missing > 0 or data % grpc_reply_bytes:
+            result.errors["gRPC status not OK (replies without the expected message)"] = max(
+                missing, 1
+            )
+    ends = starts + lat_us
+    done_in_window = ok & (ends >= begin_us) & (ends < end_us)
+    result.requests = int(done_in_window.sum())
+    started_in_window = ok & (starts >= begin_us) & (starts < end_us)
+    result.latencies_ms = lat_us[started_in_window] / 1000.0
+    return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.bench.loadgen")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--grpc", help="HOST:PORT of a gRPC server")
-    target.add_argument("--url", help="URL to POST the body to")
-    p.add_argument("--method", default="/tensorflow.serving.PredictionService/Predict")
-    p.add_argument("--body", required=True, help="file with the serialized request")
-    p.add_argument("--clients", type=int, default=64)
-    p.add_argument("--start-at", type=float, required=True, help="epoch seconds")
-    p.add_argument("--duration", type=float, default=5.0)
-    args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        result = uvloop.run(run(args))
-    except ImportError:
-        result = asyncio.run(run(args))
-    sys.stdout.write(json.dumps(result) + "\n")
-    return 0
+def _read_log(path: Path) -> np.ndarray:
+    text = path.read_text() if path.exists() else ""
+    if not text.strip():
+        return np.zeros((0, 3))
+    return np.loadtxt(path, dtype=np.float64, ndmin=2)[:, :3]
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _data_bytes(out: str) -> int:
+    """DATA payload bytes h2load received, from its summary line `traffic: ... (N) data`."""
+    match = re.search(r"\((\d+)\) data", out)
+    if match is None:
+        raise RuntimeError(f"h2load printed no traffic summary: {out[-2000:]}")
+    return int(match.group(1))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -10,13 +10,14 @@ Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
 The limit: the same SavedModel run in-process with servingd's loader (tests/bench/inprocess.py)
 at batch 1 and at the scheduler's batch size.
 
-Load: tests/bench/loadgen.py in separate processes (--loadgen-procs), closed-loop clients
-sending batch-1 requests (and a [64,784] payload) at 1, 16 and 64 clients. For every load
-point: throughput, p50/p99 latency, server CPU (cores busy) and RSS, load generator CPU.
+Load: h2load (tests/bench/loadgen.py), closed-loop clients sending batch-1 requests (and a
+[64,784] payload) at 1, 16 and 64 clients; its own ceiling is measured against nghttpd (a
+C HTTP/2 server returning the reply bytes from a file). For every load point: throughput,
+p50/p99 latency, server CPU (cores busy) and RSS, load generator CPU.
 Then startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP.
 
 Results: a table on stdout, build/bench/bench.json and build/bench/bench.md.
-    python -m tests.bench.run [--duration 4] [--warmup 1] [--loadgen-procs 1] [--skip-mlserver]
+    python -m tests.bench.run [--duration 4] [--warmup 1] [--skip-mlserver] [--only NAMES]
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +46,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess, free_port  # noqa: E402
-from tests.bench import procs, report  # noqa: E402
+from tests.bench import loadgen, procs, report  # noqa: E402
 from tests.bench.mlserver import setup as mlserver_setup  # noqa: E402
 
 log = logging.getLogger("bench")
 
 PY = sys.executable
 BATCH = 64  # max_batch_size: the scheduler's batch size, and the large payload's rows
+# batch_timeout_micros 0: a batch closes as soon as the batch thread is free and takes what
+# has queued meanwhile. Measured on the 2-core box (MLP, 64 gRPC clients, h2load): 1,620-1,730
+# req/s and p50 1.17 ms at 1 client, against 1,370-1,380 req/s and 2.77 ms with 1000 us; two
+# batch threads: 750-1,120 req/s (they contend with the event loop for the GIL and 2 cores).
 BATCHING_PARAMETERS = f"""\
 max_batch_size {{ value: {BATCH} }}
-batch_timeout_micros {{ value: 1000 }}
+batch_timeout_micros {{ value: 0 }}
 max_enqueued_batches {{ value: 100 }}
 num_batch_threads {{ value: 1 }}
 """
@@ -70,6 +78,7 @@ class Load:
     grpc: str | None = None  # HOST:PORT, or
     url: str | None = None
     method: str = PREDICT
+    reply_bytes: int | None = None  # known reply length (else fetched by a real client)
 
 
 @dataclass
@@ -123,62 +132,63 @@ def write_bodies(work: Path) -> dict[str, Path]:
 # -- measuring ---------------------------------------------------------------------------
 
 
+def _reply_bytes(load: Load) -> int | None:
+    """Sends the load's request once through a real client and checks the reply.
+
+    gRPC: returns the length of the reply as framed on the wire, which every reply to this
+    same request must carry (the load generator counts replies by it). REST: None, after
+    checking HTTP 200.
+    """
+    body = load.body.read_bytes()
+    if load.grpc:
+        import grpc
+
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        with grpc.insecure_channel(load.grpc, options=options) as channel:
+            reply = channel.unary_unary(load.method)(body, timeout=60)
+        return len(loadgen.grpc_frame(reply))
+    assert load.url is not None
+    request = urllib.request.Request(
+        load.url, data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if response.status != 200:
+            raise AssertionError(f"{load.url}: HTTP {response.status}")
+    return None
+
+
 def measure(server: Server, load: Load, args: argparse.Namespace, scenario: str) -> dict[str, Any]:
-    """Runs `load` with --loadgen-procs processes sharing one window; adds them up."""
-    n = max(1, min(args.loadgen_procs, load.clients))
-    start_at = time.time() + args.loadgen_start_s + args.warmup
-    children = []
-    for i in range(n):
-        clients = load.clients // n + (1 if i < load.clients % n else 0)
-        target = (
-            [f"--grpc={load.grpc}", f"--method={load.method}"]
-            if load.grpc
-            else [f"--url={load.url}"]
-        )
-        cmd = [
-            PY,
-            "-m",
-            "tests.bench.loadgen",
-            *target,
-            f"--body={load.body}",
-            f"--clients={clients}",
-            f"--start-at={start_at}",
-            f"--duration={args.duration}",
-        ]
-        children.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True))
-    time.sleep(max(0.0, start_at - time.time()))
+    """Runs `load` with h2load for warm-up + duration; the server's CPU over the window."""
+    reply_bytes = load.reply_bytes if load.reply_bytes is not None else _reply_bytes(load)
+    running = loadgen.start(
+        url=f"http://{load.grpc}{load.method}" if load.grpc else str(load.url),
+        body=load.body.read_bytes(),
+        clients=load.clients,
+        seconds=args.warmup + args.duration,
+        grpc=load.grpc is not None,
+    )
+    window = (running.started + args.warmup, running.started + args.warmup + args.duration)
+    time.sleep(max(0.0, window[0] - time.time()))
     cpu0 = procs.cpu_seconds(server.pid)
-    time.sleep(max(0.0, start_at + args.duration - time.time()))
+    time.sleep(max(0.0, window[1] - time.time()))
     cpu1 = procs.cpu_seconds(server.pid)
     rss = procs.rss_mib(server.pid)
-    parts = []
-    for child in children:
-        try:
-            out, _ = child.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            procs.stop(child)  # type: ignore[arg-type]
-            raise
-        parts.append(json.loads(out.strip().splitlines()[-1]))
-    latencies = np.array([x for p in parts for x in p["latencies_ms"]]) if parts else np.zeros(0)
-    errors: dict[str, int] = {}
-    for p in parts:
-        for k, v in p["errors"].items():
-            errors[k] = errors.get(k, 0) + v
+    done = loadgen.finish(running, window, reply_bytes)
+    latencies = done.latencies_ms
     ok = latencies.size > 0
     result = {
         "scenario": scenario,
         "load": load.label,
         "clients": load.clients,
-        "throughput_rps": latencies.size / args.duration,
+        "throughput_rps": done.requests / args.duration,
         "latency_ms": {
             "p50": float(np.percentile(latencies, 50)) if ok else float("nan"),
             "p99": float(np.percentile(latencies, 99)) if ok else float("nan"),
         },
-        "errors": errors,
+        "errors": done.errors,
         "server_cpu_cores": (cpu1 - cpu0) / args.duration,
         "server_rss_mib": rss,
-        "loadgen_cpu_cores": sum(p["cpu_s"] for p in parts) / args.duration,
-        "loadgen_procs": n,
+        "loadgen_cpu_cores": done.cpu_s / done.run_s if done.run_s else float("nan"),
     }
     log.info(
         "%-28s %-22s c=%-3d %7.0f req/s p50 %7.2f ms p99 %7.2f ms cpu %.2f rss %.0f MiB %s",
@@ -190,7 +200,7 @@ def measure(server: Server, load: Load, args: argparse.Namespace, scenario: str)
         result["latency_ms"]["p99"],
         result["server_cpu_cores"],
         rss,
-        errors or "",
+        done.errors or "",
     )
     return result
 
@@ -283,6 +293,44 @@ def start_echo(bodies: dict[str, Path]) -> tuple[Server, Callable[[], None]]:
     target = f"127.0.0.1:{port}"
     loads = [Load("gRPC mlp", c, bodies["grpc-mlp-1"], grpc=target) for c in (1, 16, 64)]
     return Server("echo", proc.pid, loads), lambda: procs.stop(proc)
+
+
+def start_nghttpd(work: Path) -> tuple[Server, Callable[[], None]]:
+    """nghttpd (C) answering the Predict path with a canned gRPC reply from a file.
+
+    Not a gRPC server (no trailers): it only shows how many requests h2load itself can
+    drive on this machine, far above what any server here reaches.
+    """
+    from tensorflow_serving.apis import predict_pb2
+
+    nghttpd = shutil.which("nghttpd")
+    if nghttpd is None:
+        raise loadgen.LoadgenMissing("nghttpd not found: apt-get install nghttp2-server")
+    root = work / "nghttpd"
+    reply = predict_pb2.PredictResponse()
+    reply.outputs["probabilities"].float_val.extend([0.1] * 10)
+    path = root / PREDICT.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = loadgen.grpc_frame(reply.SerializeToString())
+    path.write_bytes(frame)
+    port = free_port()
+    proc = subprocess.Popen(
+        [nghttpd, "--no-tls", f"--htdocs={root}", "--address=127.0.0.1", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                procs.stop(proc)
+                raise RuntimeError("nghttpd did not start") from None
+            time.sleep(0.1)
+    body = work / "grpc-mlp-1.bin"
+    load = Load("h2load -> nghttpd", 64, body, grpc=f"127.0.0.1:{port}", reply_bytes=len(frame))
+    return Server("load generator ceiling", proc.pid, [load]), lambda: procs.stop(proc)
 
 
 def check_reply(target: str) -> None:
@@ -471,13 +519,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run")
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per load point")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each")
-    p.add_argument(
-        "--loadgen-start-s",
-        type=float,
-        default=1.5,
-        help="allowance for the load generator processes to start",
-    )
-    p.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-lifecycle", action="store_true")
     p.add_argument("--only", default="", help="comma-separated scenario names to run")
@@ -508,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if wanted("in-process"):
             results += inprocess(models, args)
+        if wanted("load generator ceiling"):
+            results += run_server("load generator ceiling", lambda: start_nghttpd(work), args)
         if wanted("transport ceiling"):
             results += run_server("transport ceiling", lambda: start_echo(bodies), args)
         for name, flags, full in (
@@ -555,8 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes += [
         "batching parameters: " + " ".join(BATCHING_PARAMETERS.split()),
         f"each load point: {args.warmup:g} s warm-up, {args.duration:g} s measured; "
-        f"{args.loadgen_procs} load generator process(es); all processes share this "
-        "machine's CPUs",
+        "load generator: h2load (gRPC: one HTTP/2 connection, one stream per client; REST: "
+        "one HTTP/1.1 connection per client); all processes share this machine's CPUs",
         f"whole run: {time.monotonic() - started:.0f} s",
     ]
     json_path, md_path = report.write(args.out, "bench", machine, results, goals, life, notes)
