@@ -11,7 +11,9 @@ import concurrent.futures
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from tensorflow_serving.apis import regression_pb2
 
@@ -96,3 +98,29 @@ def test_run_honours_the_deadline_and_names_the_answering_version(
     result = asyncio.run(runner.run(ModelRequest(MODEL), lambda s: s.id, timeout=10))
     assert result.id == ServableId(MODEL, 123)
     assert result.value == ServableId(MODEL, 123)
+
+
+def test_predict_builds_inputs_from_the_leased_signature(runner: InferenceRunner) -> None:
+    seen: list[Any] = []
+
+    def inputs_for(signature: Any) -> dict[str, np.ndarray]:
+        seen.append(signature)
+        dtype = signature.inputs["x"].dtype
+        return {"x": np.array([[1.0], [2.0]], dtype=dtype)}
+
+    result = asyncio.run(runner.predict(ModelRequest(MODEL), inputs_for, timeout=30.0))
+    assert [s.name for s in seen] == ["serving_default"]
+    assert result.id == ServableId(MODEL, 123)
+    assert result.outputs["y"].ravel().tolist() == [2.5, 3.0]
+
+
+def test_predict_input_errors_are_the_requests_own(runner: InferenceRunner) -> None:
+    def refuse(_signature: Any) -> dict[str, np.ndarray]:
+        raise InvalidArgument("bad JSON")
+
+    with pytest.raises(InvalidArgument) as caught:
+        asyncio.run(runner.predict(ModelRequest(MODEL), refuse, timeout=30.0))
+    assert caught.value.message == "bad JSON"  # no model/version suffix
+    # The refused request leaves the version serving.
+    ok = asyncio.run(runner.predict(ModelRequest(MODEL), {"x": np.ones((1, 1), np.float32)}))
+    assert ok.outputs["y"].ravel().tolist() == [2.5]

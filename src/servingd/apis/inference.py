@@ -15,7 +15,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -26,7 +26,13 @@ from servingd.core.handles import ServableHandle
 from servingd.core.ids import ServableId
 from servingd.core.lookup import ServableLookup
 
+if TYPE_CHECKING:
+    from servingd.servables.saved_model import Signature
+
 T = TypeVar("T")
+Inputs = Mapping[str, np.ndarray]
+# Inputs built from the leased version's signature (REST JSON needs its dtypes).
+InputsFor = Callable[["Signature"], Inputs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,32 +76,52 @@ class InferenceRunner:
     async def predict(
         self,
         request: ModelRequest,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Inputs | InputsFor,
         output_filter: Sequence[str] = (),
         timeout: float | None = None,
     ) -> PredictResult:
+        """Runs the signature ``request`` names on the version it names.
+
+        ``inputs`` may be a function of that version's signature: it is called once, under
+        the same handle as the run, so a version swap between the two cannot happen. Its
+        errors are the request's own and carry no model/version suffix.
+        """
         handle = self.lookup.handle(request.name, request.version, request.label)
         try:
             servable: Any = handle.servable
-            signature = servable.signature(request.signature_name)
-            params = self.batching.parameters_for(handle.id.name) if self.batching else None
-            future: concurrent.futures.Future[dict[str, np.ndarray]]
-            if self.batching is not None and params is not None:
-                future = self.batching.submit(
-                    handle.id, servable, signature, inputs, output_filter, params, timeout
-                )
-            else:
-                future = self._executor.submit(
-                    servable.run, signature, inputs, output_filter, timeout_s=timeout
-                )
-        except ServingError as exc:
-            handle.release()
-            raise with_context(exc, handle.id) from None
+            try:
+                signature = servable.signature(request.signature_name)
+            except ServingError as exc:
+                raise with_context(exc, handle.id) from None
+            if not isinstance(inputs, Mapping):
+                inputs = inputs(signature)
+            future = self._submit(handle.id, servable, signature, inputs, output_filter, timeout)
         except BaseException:
             handle.release()
             raise
         outputs = await _await_leased(handle, future, timeout, request)
         return PredictResult(handle.id, signature.name, outputs)
+
+    def _submit(
+        self,
+        servable_id: ServableId,
+        servable: Any,
+        signature: Any,
+        inputs: Inputs,
+        output_filter: Sequence[str],
+        timeout: float | None,
+    ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
+        try:
+            params = self.batching.parameters_for(servable_id.name) if self.batching else None
+            if self.batching is not None and params is not None:
+                return self.batching.submit(
+                    servable_id, servable, signature, inputs, output_filter, params, timeout
+                )
+            return self._executor.submit(
+                servable.run, signature, inputs, output_filter, timeout_s=timeout
+            )
+        except ServingError as exc:
+            raise with_context(exc, servable_id) from None
 
     async def run(
         self,

@@ -179,7 +179,8 @@ def _to_array(value: Any, dtype: np.dtype[Any], alias: str) -> np.ndarray:
         )
     if dtype.kind in "iu" and array.size:
         info = np.iinfo(dtype)
-        if array.min() < info.min or array.max() > info.max:
+        # int(): a bool array's max() compared with uint64's max overflows.
+        if int(array.min()) < info.min or int(array.max()) > info.max:
             raise InvalidArgument(
                 f"JSON Value for input '{alias}' is out of range for {dtype.name}"
             )

@@ -22,8 +22,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from google.protobuf import json_format
@@ -42,11 +43,15 @@ from servingd.apis.rest.examples_json import rest_methods
 from servingd.apis.rest.middleware import admission, bearer_auth, json_errors
 from servingd.apis.rest.openapi import CONTENT_TYPE as OPENAPI_TYPE
 from servingd.apis.rest.openapi import OPENAPI_ROUTE, load_openapi_document
+from servingd.apis.rest.predict_body import PredictBody
 from servingd.apis.rest.tls import server_ssl_context
 from servingd.apis.tf_example import ExampleApi
 from servingd.config.ssl_config import TlsSettings
 from servingd.core.errors import InvalidArgument, NotFound, ServingError
 from servingd.core.metrics import REGISTRY
+
+if TYPE_CHECKING:
+    from servingd.servables.saved_model import Signature
 
 log = logging.getLogger(__name__)
 
@@ -236,21 +241,29 @@ class RestApi:
         )
 
     async def predict(self, request: web.Request, spec: ModelRequest) -> web.Response:
-        body = json_tensors.loads(await request.read())
-        if not isinstance(body, dict):
-            raise InvalidArgument("JSON Value: request body is not an object")
-        signature_name = body.get("signature_name", "")
-        if not isinstance(signature_name, str):
-            raise InvalidArgument("'signature_name' key must be a string value.")
-        spec = ModelRequest(spec.name, spec.version, spec.label, signature_name)
-        with self._runner.lookup.handle(spec.name, spec.version, spec.label) as handle:
-            signature = handle.servable.signature(signature_name)
-            dtypes = {alias: s.dtype for alias, s in signature.inputs.items()}
-        inputs, row_format = json_tensors.decode_predict_body(body, dtypes)
-        if self.options.limiter is not None:
-            check_arrays(inputs, self.options.limiter.options.max_tensor_elements)
-        result = await self._runner.predict(spec, inputs, timeout=self.options.timeout_ms / 1000.0)
-        return json_response(json_tensors.encode_predict_response(result.outputs, row_format))
+        body = PredictBody(await request.read())
+        spec = ModelRequest(spec.name, spec.version, spec.label, body.signature_name)
+        limiter = self.options.limiter
+
+        def decode(signature: Signature) -> dict[str, np.ndarray]:
+            inputs = body.decode(_input_dtypes(signature))
+            if limiter is not None:
+                check_arrays(inputs, limiter.options.max_tensor_elements)
+            return inputs
+
+        result = await self._runner.predict(spec, decode, timeout=self.options.timeout_ms / 1000.0)
+        return json_response(json_tensors.encode_predict_response(result.outputs, body.row_format))
+
+
+def _input_dtypes(signature: Signature) -> dict[str, np.dtype[Any]]:
+    dtypes = {}
+    for alias, spec in signature.inputs.items():
+        if spec.dtype is None:
+            raise InvalidArgument(
+                f"Input '{alias}' has type {spec.dtype_name}, which JSON cannot carry"
+            )
+        dtypes[alias] = spec.dtype
+    return dtypes
 
 
 def _version(text: str) -> int:
