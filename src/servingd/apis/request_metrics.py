@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
-from typing import Any
 
 from servingd.core.errors import ServingError
-from servingd.core.metrics import REQUEST_COUNT, REQUEST_LATENCY
+from servingd.core.metrics import REQUEST_COUNT, REQUEST_LATENCY, labelled
 
 GRPC = "GRPC"
 REST = "REST"
@@ -21,11 +20,6 @@ class RequestObservation:
 
     def __init__(self) -> None:
         self.model_name = ""
-
-
-# Histogram children by (model, API, entrypoint): prometheus_client's labels() validates and
-# locks on every call, and this runs once per request on the event loop.
-_latency_children: dict[tuple[str, str, str], Any] = {}
 
 
 class observe_request:  # lower case: used like the function it replaced
@@ -64,8 +58,6 @@ class observe_request:  # lower case: used like the function it replaced
         else:
             status = "UNKNOWN"
         REQUEST_COUNT.inc(model_name, status)
-        key = (model_name, self._api, self._entrypoint)
-        child = _latency_children.get(key)
-        if child is None:
-            child = _latency_children.setdefault(key, REQUEST_LATENCY.labels(*key))
-        child.observe((time.perf_counter() - self._start) * 1e6)
+        labelled(REQUEST_LATENCY, model_name, self._api, self._entrypoint).observe(
+            (time.perf_counter() - self._start) * 1e6
+        )

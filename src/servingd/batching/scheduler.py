@@ -247,7 +247,7 @@ class SharedBatchScheduler:
             # per request would form batches of one on a busy machine.
             if was_empty or queue.rows >= params.execution_batch_size:
                 self._cond.notify()
-        metrics.BATCHING_INPUT_BATCH_SIZE.labels(key[0]).observe(task.size)
+        metrics.labelled(metrics.BATCHING_INPUT_BATCH_SIZE, key[0]).observe(task.size)
         task.future.add_done_callback(lambda _f: self._forget(key, task))
         return task.future
 
@@ -352,8 +352,8 @@ class SharedBatchScheduler:
                 if not task.future.set_running_or_notify_cancel():
                     self._remove(queue, task)
                     continue
-                metrics.BATCHING_QUEUING_LATENCY.labels(
-                    params.thread_pool_name, queue.key[0]
+                metrics.labelled(
+                    metrics.BATCHING_QUEUING_LATENCY, params.thread_pool_name, queue.key[0]
                 ).observe((now - task.enqueue_time) * 1e6)
             take = min(remaining, room)
             slices.append(BatchSlice(task, task.next_row, task.next_row + take))

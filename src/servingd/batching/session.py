@@ -71,8 +71,9 @@ class BatchingSession:
             self.scheduler.set_num_threads(max(p.num_batch_threads for p in by_model.values()))
 
     def parameters_for(self, model_name: str) -> BatchingParameters | None:
-        with self._lock:
-            return self._params.get(model_name)
+        # No lock: set_parameters swaps in a whole new dict, and reading one reference is
+        # atomic; this runs once per request on the event loop.
+        return self._params.get(model_name)
 
     def submit(
         self,
@@ -121,8 +122,8 @@ def _process(
     )
     wanted = [s.task.output_aliases for s in batch.slices]
     union = [alias for alias in signature.outputs if any(alias in w for w in wanted)]
-    metrics.BATCHING_PROCESSED_BATCH_SIZE.labels(model).observe(padded)
-    metrics.BATCHING_PADDING_SIZE.labels(model, str(padded)).observe(padded - size)
+    metrics.labelled(metrics.BATCHING_PROCESSED_BATCH_SIZE, model).observe(padded)
+    metrics.labelled(metrics.BATCHING_PADDING_SIZE, model, str(padded)).observe(padded - size)
     metrics.BATCHING_WRAPPED_RUN_COUNT.inc(model)
     outputs = servable.run(signature, merged, union)
     return tensors.split(outputs, [s.size for s in batch.slices], wanted, padded_size=padded)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -25,6 +26,20 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
     """TF's monitoring::Buckets::Exponential(start, factor, count)."""
     return [start * factor**i for i in range(count)]
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Histogram | Gauge, *labelvalues: str) -> Any:
+    """`metric.labels(*labelvalues)`, cached: prometheus_client validates the values and
+    takes a lock on every labels() call, and the request path calls this per request.
+    Children are never removed (prometheus_client keeps them too)."""
+    key = (id(metric), labelvalues)
+    child = _children.get(key)
+    if child is None:
+        child = _children.setdefault(key, metric.labels(*labelvalues))
+    return child
 
 
 # TF Serving's latency buckets: scale 10 us, power 1.8, 33 buckets (~20 minutes).

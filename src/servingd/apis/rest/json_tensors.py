@@ -184,7 +184,8 @@ def _to_array(value: Any, dtype: np.dtype[Any], alias: str) -> np.ndarray:
             raise InvalidArgument(
                 f"JSON Value for input '{alias}' is out of range for {dtype.name}"
             )
-    return array.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes +-inf, as a C cast
+        return array.astype(dtype, copy=False)
 
 
 def _json_kind(array: np.ndarray) -> str:

@@ -212,5 +212,7 @@ def _to_array(value: Any, dims: tuple[int, ...], dtype: np.dtype[Any]) -> np.nda
         info = np.iinfo(dtype)
         if flat.min() < info.min or flat.max() > info.max:
             return None
-    # astype copies: the array owns its memory, not the parser's buffer.
-    return flat.reshape(dims).astype(dtype)
+    # astype copies: the array owns its memory, not the parser's buffer. Beyond float32's
+    # range becomes +-inf, as in the slow path.
+    with np.errstate(over="ignore"):
+        return flat.reshape(dims).astype(dtype)
