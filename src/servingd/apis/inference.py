@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
+from servingd.apis.inline_runs import InlinePolicy
 from servingd.apis.loop_bridge import LoopBridge
 from servingd.batching.session import BatchingSession
+from servingd.core import metrics
 from servingd.core.errors import DeadlineExceeded, ServingError
 from servingd.core.handles import ServableHandle
 from servingd.core.ids import ServableId
@@ -68,10 +71,12 @@ class InferenceRunner:
         lookup: ServableLookup,
         executor: concurrent.futures.Executor,
         batching: BatchingSession | None = None,
+        inline: InlinePolicy | None = None,
     ) -> None:
         self.lookup = lookup
         self._executor = executor
         self.batching = batching
+        self.inline = inline
 
     async def predict(
         self,
@@ -95,12 +100,46 @@ class InferenceRunner:
                 raise with_context(exc, handle.id) from None
             if not isinstance(inputs, Mapping):
                 inputs = inputs(signature)
+            params = self.batching.parameters_for(handle.id.name) if self.batching else None
+            if params is None and self.inline is not None:
+                cost_key = (handle.id, signature.name)
+                elements = sum(int(a.size) for a in inputs.values())
+                if self.inline.should_inline(cost_key, elements):
+                    return self._run_inline(
+                        handle, servable, signature, inputs, output_filter, timeout
+                    )
             future = self._submit(handle.id, servable, signature, inputs, output_filter, timeout)
         except BaseException:
             handle.release()
             raise
         outputs = await _await_leased(handle, future, timeout, request)
         return PredictResult(handle.id, signature.name, outputs)
+
+    def _run_inline(
+        self,
+        handle: ServableHandle,
+        servable: Any,
+        signature: Any,
+        inputs: Inputs,
+        output_filter: Sequence[str],
+        timeout: float | None,
+    ) -> PredictResult:
+        """Runs on the calling (event-loop) thread; releases `handle` (see inline_runs)."""
+        assert self.inline is not None
+        try:
+            start = time.perf_counter()
+            outputs = servable.run(signature, inputs, output_filter, timeout_s=timeout)
+            self.inline.record(
+                (handle.id, signature.name),
+                sum(int(a.size) for a in inputs.values()),
+                time.perf_counter() - start,
+            )
+            metrics.labelled(metrics.INLINE_RUN_COUNT, handle.id.name).inc()
+            return PredictResult(handle.id, signature.name, outputs)
+        except ServingError as exc:
+            raise with_context(exc, handle.id) from None
+        finally:
+            handle.release()
 
     def _submit(
         self,
@@ -117,6 +156,11 @@ class InferenceRunner:
                 return self.batching.submit(
                     servable_id, servable, signature, inputs, output_filter, params, timeout
                 )
+            if self.inline is not None:
+                return self._executor.submit(
+                    _timed_run, self.inline, (servable_id, signature.name), servable, signature,
+                    inputs, output_filter, timeout,
+                )  # fmt: skip
             return self._executor.submit(
                 servable.run, signature, inputs, output_filter, timeout_s=timeout
             )
@@ -144,6 +188,24 @@ class InferenceRunner:
             raise
         value = await _await_leased(handle, future, timeout, request)
         return ServableResult(handle.id, value)
+
+
+def _timed_run(
+    policy: InlinePolicy,
+    cost_key: tuple[ServableId, str],
+    servable: Any,
+    signature: Any,
+    inputs: Inputs,
+    output_filter: Sequence[str],
+    timeout: float | None,
+) -> dict[str, np.ndarray]:
+    """`servable.run` on a worker thread, its time recorded for the inline decision."""
+    start = time.perf_counter()
+    outputs: dict[str, np.ndarray] = servable.run(
+        signature, inputs, output_filter, timeout_s=timeout
+    )
+    policy.record(cost_key, sum(int(a.size) for a in inputs.values()), time.perf_counter() - start)
+    return outputs
 
 
 async def _await_leased(

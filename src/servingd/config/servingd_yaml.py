@@ -56,6 +56,10 @@ def _seconds(node: Node, what: str) -> float:
     return node.float_(what, minimum=0)
 
 
+def _millis(node: Node, what: str) -> float:
+    return node.float_(what, minimum=0)
+
+
 def _poll_seconds(node: Node, what: str) -> float:
     return node.float_(what)  # negative: never poll (TF Serving's meaning)
 
@@ -175,6 +179,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(("version_settle_seconds",), "version_settle_s", "version_settle_seconds", _seconds),
     Entry(("drain_grace_seconds",), "drain_grace_s", "drain_grace_seconds", _seconds),
+    Entry(("inline_run_max_ms",), "inline_run_max_ms", "inline_run_max_ms", _millis),
     Entry(
         ("allow_version_labels_for_unavailable_models",),
         "allow_version_labels_for_unavailable_models",

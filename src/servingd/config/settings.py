@@ -43,6 +43,7 @@ class ServerSettings:
     gpu_allow_growth: bool = False
     log_level: str = "info"
     drain_grace_s: float = 30.0
+    inline_run_max_ms: float = 2.0  # servingd's own: see servingd.apis.inline_runs
     # servingd's own: where the configuration came from, and process housekeeping.
     config_file: str = ""
     models_dir: str = ""
@@ -175,6 +176,7 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
         batching=batching,
         log_level=args.log_level,
         drain_grace_s=args.drain_grace_seconds,
+        inline_run_max_ms=max(float(args.inline_run_max_ms), 0.0),
         config_file=args.config,
         models_dir=args.models_dir,
         pid_file=args.pid_file,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -31,7 +31,7 @@ def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
-def labelled(metric: Histogram | Gauge, *labelvalues: str) -> Any:
+def labelled(metric: Counter | Histogram | Gauge, *labelvalues: str) -> Any:
     """`metric.labels(*labelvalues)`, cached: prometheus_client validates the values and
     takes a lock on every labels() call, and the request path calls this per request.
     Children are never removed (prometheus_client keeps them too)."""
@@ -183,4 +183,13 @@ BATCHING_WRAPPED_RUN_COUNT = TfCounter(
     ":tensorflow:serving:batching_session:wrapped_run_count",
     "Total count of run calls on the wrapped session",
     ["model_name"],
+)
+
+# -- servingd's own: unbatched Predict runs done on the event-loop thread (apis.inline_runs)
+INLINE_RUN_COUNT = Counter(
+    "servingd_inline_runs",
+    "Unbatched Predict runs done on the event-loop thread instead of a worker thread "
+    "(signatures with a record of fast runs; see --inline_run_max_ms).",
+    ["model_name"],
+    registry=REGISTRY,
 )

@@ -19,6 +19,7 @@ from servingd.apis.admission import AdmissionOptions, InFlightLimiter
 from servingd.apis.auth import BearerToken
 from servingd.apis.grpc.server import GrpcFrontEnd, GrpcOptions
 from servingd.apis.inference import InferenceRunner
+from servingd.apis.inline_runs import InlinePolicy
 from servingd.apis.rest.server import RestApi, RestFrontEnd, RestOptions
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import SharedBatchScheduler
@@ -157,7 +158,8 @@ class ModelServer:
         # One shared batch scheduler for every batched model (threads start on first use).
         self.batching = BatchingSession(SharedBatchScheduler(1))
         self._apply_batching(settings.models)
-        self.runner = InferenceRunner(self.lookup, self.executor, self.batching)
+        self.inline = InlinePolicy(settings.inline_run_max_ms / 1000.0)
+        self.runner = InferenceRunner(self.lookup, self.executor, self.batching, self.inline)
         # One in-flight count across gRPC and REST: the cap is the server's, not a port's.
         self.limiter = InFlightLimiter(
             AdmissionOptions(
@@ -386,6 +388,7 @@ class ModelServer:
         if settings.log_level != old.log_level:
             set_level(settings.log_level)
             log.info("log level is now %s", settings.log_level)
+        self.inline.max_s = settings.inline_run_max_ms / 1000.0
         async with self._reload_lock:
             self.settings = dataclasses.replace(settings, **kept)
             await self._reload_models(settings.models, timeout)
