@@ -90,7 +90,7 @@ def start(
         h2load(),
         f"--clients={connections}",
         f"--max-concurrent-streams={streams}",
-        f"--duration={seconds:g}",
+        f"--duration={round(seconds * 1000)}ms",  # h2load takes whole units only
         f"--data={data}",
         f"--log-file={log}",
         *(f"--header={h}" for h in headers),

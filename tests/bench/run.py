@@ -23,6 +23,7 @@ Results: a table on stdout, build/bench/bench.json and build/bench/bench.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -205,15 +206,58 @@ def measure(server: Server, load: Load, args: argparse.Namespace, scenario: str)
     return result
 
 
-def run_server(
-    name: str, start: Callable[[], tuple[Server, Callable[[], None]]], args: argparse.Namespace
+def run_rounds(
+    starters: Sequence[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]],
+    models: dict[str, Path],
+    args: argparse.Namespace,
+    with_inprocess: bool,
 ) -> list[dict[str, Any]]:
-    log.info("scenario %s: starting server", name)
-    server, stop = start()
-    try:
-        return [measure(server, load, args, name) for load in server.loads]
-    finally:
-        stop()
+    """Starts every server, then runs every load point once per round, round after round.
+
+    The machine's speed drifts (other tenants, CPU steal): interleaving puts every scenario
+    under the same drift, and each point reports the median of its rounds.
+    """
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for name, start in starters:
+            log.info("scenario %s: starting server", name)
+            server, stop = start()
+            stack.callback(stop)
+            servers.append((name, server))
+        for round_ in range(args.rounds):
+            log.info("round %d of %d", round_ + 1, args.rounds)
+            points = inprocess(models, args) if with_inprocess else []
+            for name, server in servers:
+                points += [measure(server, load, args, name) for load in server.loads]
+            for point in points:
+                runs.setdefault((point["scenario"], point["load"], point["clients"]), []).append(
+                    point
+                )
+    return [median_of(points) for points in runs.values()]
+
+
+def median_of(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One load point over its rounds: medians; RSS at its largest; errors added up."""
+
+    def med(values: Sequence[float]) -> float:
+        return float(np.median(values)) if values else float("nan")
+
+    first = points[0]
+    out = dict(first)
+    for field in ("throughput_rps", "rows_per_s", "server_cpu_cores", "loadgen_cpu_cores"):
+        if field in first:
+            out[field] = med([p[field] for p in points])
+    out["latency_ms"] = {q: med([p["latency_ms"][q] for p in points]) for q in first["latency_ms"]}
+    if "server_rss_mib" in first:
+        out["server_rss_mib"] = max(p["server_rss_mib"] for p in points)
+    errors: dict[str, int] = {}
+    for p in points:
+        for k, v in p["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    out["errors"] = errors
+    out["rounds_throughput_rps"] = [round(p["throughput_rps"], 1) for p in points]
+    return out
 
 
 def _wait_grpc(target: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -232,24 +276,23 @@ def _wait_grpc(target: str, proc: subprocess.Popen[bytes], timeout: float) -> No
     raise TimeoutError(f"{target} not ready after {timeout} s")
 
 
-def servingd_loads(server: ServingdProcess, bodies: dict[str, Path], full: bool) -> list[Load]:
+def servingd_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
     g, rest = server.grpc_target, f"http://127.0.0.1:{server.rest_port}/v1/models"
     loads = []
-    for c in (1, 16, 64) if full else (1, 64):
+    for c in (1, 16, 64):
         loads.append(Load("gRPC mlp", c, bodies["grpc-mlp-1"], grpc=g))
     for c in (1, 64):
         loads.append(Load("gRPC half_plus_two", c, bodies["grpc-half_plus_two-1"], grpc=g))
-    for c in (1, 16, 64) if full else (64,):
+    for c in (1, 16, 64):
         loads.append(Load("REST mlp", c, bodies["rest-mlp-1"], url=f"{rest}/mlp:predict"))
-    if full:
-        loads.append(
-            Load(
-                "REST half_plus_two",
-                1,
-                bodies["rest-half_plus_two-1"],
-                url=f"{rest}/half_plus_two:predict",
-            )
+    loads.append(
+        Load(
+            "REST half_plus_two",
+            1,
+            bodies["rest-half_plus_two-1"],
+            url=f"{rest}/half_plus_two:predict",
         )
+    )
     loads.append(Load(f"gRPC mlp [{BATCH},784]", 16, bodies[f"grpc-mlp-{BATCH}"], grpc=g))
     loads.append(
         Load(f"REST mlp [{BATCH},784]", 16, bodies[f"rest-mlp-{BATCH}"], url=f"{rest}/mlp:predict")
@@ -517,8 +560,11 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run")
-    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per load point")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each")
+    p.add_argument("--duration", type=float, default=2.0, help="measured seconds per load point")
+    p.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="rounds over all load points; medians reported"
+    )
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-lifecycle", action="store_true")
     p.add_argument("--only", default="", help="comma-separated scenario names to run")
@@ -547,31 +593,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = model_config(work, models, {m: m for m in FEATURES})
         common = (f"--model_config_file={config}", "--file_system_poll_wait_seconds=0")
 
-        if wanted("in-process"):
-            results += inprocess(models, args)
+        starters: list[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]] = []
         if wanted("load generator ceiling"):
-            results += run_server("load generator ceiling", lambda: start_nghttpd(work), args)
+            starters.append(("load generator ceiling", lambda: start_nghttpd(work)))
         if wanted("transport ceiling"):
-            results += run_server("transport ceiling", lambda: start_echo(bodies), args)
-        for name, flags, full in (
-            ("servingd, batching off", common, True),
+            starters.append(("transport ceiling", lambda: start_echo(bodies)))
+        for name, flags in (
+            ("servingd, batching off", common),
             (
                 "servingd, batching on",
                 (*common, "--enable_batching", f"--batching_parameters_file={params}"),
-                True,
             ),
         ):
             if not wanted(name):
                 continue
 
-            def start(flags: Sequence[str] = flags, full: bool = full, name: str = name) -> Any:
-                server, stop = start_servingd(
-                    flags, lambda s: servingd_loads(s, bodies, full), name
-                )
+            def start(flags: Sequence[str] = flags, name: str = name) -> Any:
+                server, stop = start_servingd(flags, lambda s: servingd_loads(s, bodies), name)
                 check_reply(server.loads[0].grpc or "")
                 return server, stop
 
-            results += run_server(name, start, args)
+            starters.append((name, start))
         if wanted("MLServer"):
             if args.skip_mlserver:
                 notes.append("MLServer: skipped (--skip-mlserver)")
@@ -582,8 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log.warning("MLServer not measured: %s", why)
                 else:
                     mls = mlserver_setup.MLServer(venv, work, models["mlp"] / "1", bodies)
-                    results += run_server("MLServer", mls.start, args)
+                    starters.append(("MLServer", mls.start))
                     notes.append(f"MLServer: {mls.describe()}")
+        results = run_rounds(starters, models, args, wanted("in-process"))
         if wanted("lifecycle") and not args.skip_lifecycle:
             life = lifecycle(work, models)
 
@@ -597,7 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     notes += [
         "batching parameters: " + " ".join(BATCHING_PARAMETERS.split()),
-        f"each load point: {args.warmup:g} s warm-up, {args.duration:g} s measured; "
+        f"each load point: {args.warmup:g} s warm-up, {args.duration:g} s measured, "
+        f"{args.rounds} interleaved rounds (all servers up at once), median reported; "
         "load generator: h2load (gRPC: one HTTP/2 connection, one stream per client; REST: "
         "one HTTP/1.1 connection per client); all processes share this machine's CPUs",
         f"whole run: {time.monotonic() - started:.0f} s",
