@@ -100,20 +100,50 @@ class InferenceRunner:
                 raise with_context(exc, handle.id) from None
             if not isinstance(inputs, Mapping):
                 inputs = inputs(signature)
-            params = self.batching.parameters_for(handle.id.name) if self.batching else None
-            if params is None and self.inline is not None:
-                cost_key = (handle.id, signature.name)
-                elements = sum(int(a.size) for a in inputs.values())
-                if self.inline.should_inline(cost_key, elements):
-                    return self._run_inline(
-                        handle, servable, signature, inputs, output_filter, timeout
-                    )
-            future = self._submit(handle.id, servable, signature, inputs, output_filter, timeout)
+            started = self._start(handle, servable, signature, inputs, output_filter, timeout)
         except BaseException:
             handle.release()
             raise
-        outputs = await _await_leased(handle, future, timeout, request)
+        if isinstance(started, PredictResult):  # it ran inline: the lease ends here
+            handle.release()
+            return started
+        outputs = await _await_leased(handle, started, timeout, request)
         return PredictResult(handle.id, signature.name, outputs)
+
+    def _start(
+        self,
+        handle: ServableHandle,
+        servable: Any,
+        signature: Any,
+        inputs: Inputs,
+        output_filter: Sequence[str],
+        timeout: float | None,
+    ) -> concurrent.futures.Future[dict[str, np.ndarray]] | PredictResult:
+        """Queues the run (batch scheduler or worker thread), or runs it inline and returns
+        its result (see inline_runs)."""
+        servable_id = handle.id
+        try:
+            params = self.batching.parameters_for(servable_id.name) if self.batching else None
+            if self.batching is not None and params is not None:
+                return self.batching.submit(
+                    servable_id, servable, signature, inputs, output_filter, params, timeout
+                )
+            if self.inline is None:
+                return self._executor.submit(
+                    servable.run, signature, inputs, output_filter, timeout_s=timeout
+                )
+            cost_key = (servable_id, signature.name)
+            elements = sum(int(a.size) for a in inputs.values())
+            if self.inline.should_inline(cost_key, elements):
+                return self._run_inline(
+                    handle, servable, signature, inputs, output_filter, timeout, elements
+                )
+            return self._executor.submit(
+                _timed_run, self.inline, cost_key, elements, servable, signature, inputs,
+                output_filter, timeout,
+            )  # fmt: skip
+        except ServingError as exc:
+            raise with_context(exc, servable_id) from None
 
     def _run_inline(
         self,
@@ -123,49 +153,15 @@ class InferenceRunner:
         inputs: Inputs,
         output_filter: Sequence[str],
         timeout: float | None,
+        elements: int,
     ) -> PredictResult:
-        """Runs on the calling (event-loop) thread; releases `handle` (see inline_runs)."""
+        """Runs on the calling (event-loop) thread, under the caller's lease."""
         assert self.inline is not None
-        try:
-            start = time.perf_counter()
-            outputs = servable.run(signature, inputs, output_filter, timeout_s=timeout)
-            self.inline.record(
-                (handle.id, signature.name),
-                sum(int(a.size) for a in inputs.values()),
-                time.perf_counter() - start,
-            )
-            metrics.labelled(metrics.INLINE_RUN_COUNT, handle.id.name).inc()
-            return PredictResult(handle.id, signature.name, outputs)
-        except ServingError as exc:
-            raise with_context(exc, handle.id) from None
-        finally:
-            handle.release()
-
-    def _submit(
-        self,
-        servable_id: ServableId,
-        servable: Any,
-        signature: Any,
-        inputs: Inputs,
-        output_filter: Sequence[str],
-        timeout: float | None,
-    ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
-        try:
-            params = self.batching.parameters_for(servable_id.name) if self.batching else None
-            if self.batching is not None and params is not None:
-                return self.batching.submit(
-                    servable_id, servable, signature, inputs, output_filter, params, timeout
-                )
-            if self.inline is not None:
-                return self._executor.submit(
-                    _timed_run, self.inline, (servable_id, signature.name), servable, signature,
-                    inputs, output_filter, timeout,
-                )  # fmt: skip
-            return self._executor.submit(
-                servable.run, signature, inputs, output_filter, timeout_s=timeout
-            )
-        except ServingError as exc:
-            raise with_context(exc, servable_id) from None
+        start = time.perf_counter()
+        outputs = servable.run(signature, inputs, output_filter, timeout_s=timeout)
+        self.inline.record((handle.id, signature.name), elements, time.perf_counter() - start)
+        metrics.labelled(metrics.INLINE_RUN_COUNT, handle.id.name).inc()
+        return PredictResult(handle.id, signature.name, outputs)
 
     async def run(
         self,
@@ -193,6 +189,7 @@ class InferenceRunner:
 def _timed_run(
     policy: InlinePolicy,
     cost_key: tuple[ServableId, str],
+    elements: int,
     servable: Any,
     signature: Any,
     inputs: Inputs,
@@ -204,7 +201,7 @@ def _timed_run(
     outputs: dict[str, np.ndarray] = servable.run(
         signature, inputs, output_filter, timeout_s=timeout
     )
-    policy.record(cost_key, sum(int(a.size) for a in inputs.values()), time.perf_counter() - start)
+    policy.record(cost_key, elements, time.perf_counter() - start)
     return outputs
 
 
