@@ -17,7 +17,7 @@ p50/p99 latency, server CPU (cores busy) and RSS, load generator CPU.
 Then startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP.
 
 Results: a table on stdout, build/bench/bench.json and build/bench/bench.md.
-    python -m tests.bench.run [--duration 4] [--warmup 1] [--skip-mlserver] [--only NAMES]
+    python -m tests.bench.run [--rounds 3] [--duration 2] [--skip-mlserver] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -567,11 +567,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-lifecycle", action="store_true")
-    p.add_argument("--only", default="", help="comma-separated scenario names to run")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="a scenario to run, by its whole name (e.g. 'servingd, batching on'); repeatable",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    only = {s.strip() for s in args.only if s.strip()}
 
     def wanted(name: str) -> bool:
         return not only or name in only
