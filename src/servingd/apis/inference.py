@@ -100,7 +100,7 @@ class InferenceRunner:
                 raise with_context(exc, handle.id) from None
             if not isinstance(inputs, Mapping):
                 inputs = inputs(signature)
-            started = self._start(handle, servable, signature, inputs, output_filter, timeout)
+            started = self._start(handle.id, servable, signature, inputs, output_filter, timeout)
         except BaseException:
             handle.release()
             raise
@@ -112,7 +112,7 @@ class InferenceRunner:
 
     def _start(
         self,
-        handle: ServableHandle,
+        servable_id: ServableId,
         servable: Any,
         signature: Any,
         inputs: Inputs,
@@ -121,7 +121,6 @@ class InferenceRunner:
     ) -> concurrent.futures.Future[dict[str, np.ndarray]] | PredictResult:
         """Queues the run (batch scheduler or worker thread), or runs it inline and returns
         its result (see inline_runs)."""
-        servable_id = handle.id
         try:
             params = self.batching.parameters_for(servable_id.name) if self.batching else None
             if self.batching is not None and params is not None:
@@ -134,34 +133,19 @@ class InferenceRunner:
                 )
             cost_key = (servable_id, signature.name)
             elements = sum(int(a.size) for a in inputs.values())
-            if self.inline.should_inline(cost_key, elements):
-                return self._run_inline(
-                    handle, servable, signature, inputs, output_filter, timeout, elements
-                )
+            if self.inline.should_inline(cost_key, elements):  # on this (event-loop) thread
+                outputs = _timed_run(
+                    self.inline, cost_key, elements, servable, signature, inputs,
+                    output_filter, timeout,
+                )  # fmt: skip
+                metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
+                return PredictResult(servable_id, signature.name, outputs)
             return self._executor.submit(
                 _timed_run, self.inline, cost_key, elements, servable, signature, inputs,
                 output_filter, timeout,
             )  # fmt: skip
         except ServingError as exc:
             raise with_context(exc, servable_id) from None
-
-    def _run_inline(
-        self,
-        handle: ServableHandle,
-        servable: Any,
-        signature: Any,
-        inputs: Inputs,
-        output_filter: Sequence[str],
-        timeout: float | None,
-        elements: int,
-    ) -> PredictResult:
-        """Runs on the calling (event-loop) thread, under the caller's lease."""
-        assert self.inline is not None
-        start = time.perf_counter()
-        outputs = servable.run(signature, inputs, output_filter, timeout_s=timeout)
-        self.inline.record((handle.id, signature.name), elements, time.perf_counter() - start)
-        metrics.labelled(metrics.INLINE_RUN_COUNT, handle.id.name).inc()
-        return PredictResult(handle.id, signature.name, outputs)
 
     async def run(
         self,
@@ -196,7 +180,8 @@ def _timed_run(
     output_filter: Sequence[str],
     timeout: float | None,
 ) -> dict[str, np.ndarray]:
-    """`servable.run` on a worker thread, its time recorded for the inline decision."""
+    """`servable.run`, its time recorded for the inline decision (on a worker thread, or
+    inline on the event loop)."""
     start = time.perf_counter()
     outputs: dict[str, np.ndarray] = servable.run(
         signature, inputs, output_filter, timeout_s=timeout
