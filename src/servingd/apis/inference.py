@@ -182,7 +182,9 @@ class InferenceRunner:
             value = _timed(self.inline, cost_key, elements, fn, *args, **kwargs)
             metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
             return _Ran(value)
-        return self._executor.submit(_timed, self.inline, cost_key, elements, fn, *args, **kwargs)
+        return self._executor.submit(
+            _timed_on_worker, self.inline, cost_key, elements, fn, *args, **kwargs
+        )
 
     async def run(
         self,
@@ -277,11 +279,30 @@ def _timed(
     *args: Any,
     **kwargs: Any,
 ) -> T:
-    """``fn(*args, **kwargs)``, its time recorded for the inline decision (on a worker
-    thread, or inline on the event loop)."""
+    """``fn(*args, **kwargs)`` inline on the event loop, its time recorded for the policy."""
     start = time.perf_counter()
     value = fn(*args, **kwargs)
     policy.record(cost_key, elements, time.perf_counter() - start)
+    return value
+
+
+def _timed_on_worker(
+    policy: InlinePolicy,
+    cost_key: tuple[ServableId, str],
+    elements: int,
+    fn: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """``fn(*args, **kwargs)`` on a worker thread, its time recorded for the policy (as
+    measured alone or not: see inline_runs)."""
+    token = policy.worker_run_started()
+    start = time.perf_counter()
+    try:
+        value = fn(*args, **kwargs)
+    finally:
+        alone = policy.worker_run_ended(token)
+    policy.record(cost_key, elements, time.perf_counter() - start, alone=alone)
     return value
 
 
