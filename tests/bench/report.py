@@ -34,10 +34,17 @@ def table(results: Sequence[Mapping[str, Any]]) -> str:
 
 
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| target | value | goal | met |", "|---|---:|---|---|"]
+    """value: the median of the target's back-to-back pairs (listed), else the value from
+    the table's medians (which is shown beside it either way)."""
+    lines = [
+        "| target | value | pairs | from the table | goal | met |",
+        "|---|---:|---|---:|---|---|",
+    ]
     for g in goals:
+        pairs = ", ".join(_num(v, ".2f") for v in g.get("pairs", ())) or "-"
         lines.append(
-            f"| {g['target']} | {_num(g['value'], '.2f')} | {g['goal']} | "
+            f"| {g['target']} | {_num(g['value'], '.2f')} | {pairs} | "
+            f"{_num(g.get('from_medians'), '.2f')} | {g['goal']} | "
             f"{'yes' if g['met'] else 'no'} |"
         )
     return "\n".join(lines)

@@ -14,16 +14,20 @@ Load: h2load (tests/bench/loadgen.py), closed-loop clients sending batch-1 reque
 [64,784] payload) at 1, 16 and 64 clients; its own ceiling is measured against nghttpd (a
 C HTTP/2 server returning the reply bytes from a file). For every load point: throughput,
 p50/p99 latency, server CPU (cores busy) and RSS, load generator CPU.
-Then startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP.
+Then each target's two load points back to back, a few times (tests/bench/targets.py:
+the median of those pairs is the target's value), then startup to READY with 10 models, a
+reload of the unchanged config, and RSS per MLP.
 
 Results: a table on stdout, build/bench/bench.json and build/bench/bench.md.
-    python -m tests.bench.run [--rounds 3] [--duration 2] [--skip-mlserver] [--only NAME ...]
+    python -m tests.bench.run [--rounds 3] [--pairs 3] [--duration 2] [--skip-mlserver]
+        [--only NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -47,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess, free_port  # noqa: E402
-from tests.bench import loadgen, procs, report  # noqa: E402
+from tests.bench import loadgen, procs, report, targets  # noqa: E402
 from tests.bench.mlserver import setup as mlserver_setup  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -234,30 +238,75 @@ def run_rounds(
     models: dict[str, Path],
     args: argparse.Namespace,
     with_inprocess: bool,
-) -> list[dict[str, Any]]:
-    """Starts every server, then runs every load point once per round, round after round.
+) -> tuple[list[dict[str, Any]], dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]]:
+    """Starts every server, runs every load point once per round, round after round, then
+    the targets' pairs (see tests/bench/targets.py); returns the points and the pairs.
 
     The machine's speed drifts (other tenants, CPU steal): interleaving puts every scenario
     under the same drift, and each point reports the median of its rounds.
     """
     runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
-        servers = []
+        servers: dict[str, Server] = {}
         for name, start in starters:
             log.info("scenario %s: starting server", name)
             server, stop = start()
             stack.callback(stop)
-            servers.append((name, server))
+            servers[name] = server
         for round_ in range(args.rounds):
             log.info("round %d of %d", round_ + 1, args.rounds)
             points = inprocess(models, args) if with_inprocess else []
-            for name, server in servers:
+            for name, server in servers.items():
                 points += [measure(server, load, args, name) for load in server.loads]
             for point in points:
                 runs.setdefault((point["scenario"], point["load"], point["clients"]), []).append(
                     point
                 )
-    return [median_of(points) for points in runs.values()]
+        pairs = run_pairs(servers, models, args, with_inprocess)
+    return [median_of(points) for points in runs.values()], pairs
+
+
+def run_pairs(
+    servers: dict[str, Server],
+    models: dict[str, Path],
+    args: argparse.Namespace,
+    with_inprocess: bool,
+) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Each target's two points measured back to back, `args.pairs` times, the order
+    alternating (so that a steady drift favours neither); targets whose points are not
+    running here are left out."""
+
+    def runner(key: targets.PointKey) -> Callable[[], dict[str, Any]] | None:
+        scenario, label, clients = key
+        if scenario == targets.IN_PROCESS:
+            if not with_inprocess:
+                return None
+            model, _, batch = label.rpartition(" batch ")
+            return lambda: inprocess_point(models, model, int(batch), args)
+        server = servers.get(scenario)
+        if server is None:
+            return None
+        for load in server.loads:
+            if (load.label, load.clients) == (label, clients):
+                return functools.partial(measure, server, load, args, scenario)
+        return None
+
+    out: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for target in targets.all_targets(BATCH):
+        first, second = runner(target.first), runner(target.second)
+        if args.pairs < 1 or first is None or second is None:
+            continue
+        log.info("pairs: %s", target.name)
+        for i in range(args.pairs):
+            if i % 2 == 0:
+                a = first()
+                b = second()
+            else:
+                b = second()
+                a = first()
+            out.setdefault(target.name, []).append((a, b))
+            log.info("pair %d: %s", i + 1, target.value(a, b))
+    return out
 
 
 def median_of(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -427,44 +476,47 @@ def check_reply(target: str) -> None:
 
 
 def inprocess(models: dict[str, Path], args: argparse.Namespace) -> list[dict[str, Any]]:
-    results = []
-    for model, features in FEATURES.items():
-        for batch in (1, BATCH):
-            cmd = [
-                PY,
-                "-m",
-                "tests.bench.inprocess",
-                f"--model-dir={models[model] / '1'}",
-                f"--features={features}",
-                f"--batch={batch}",
-                f"--duration={args.duration}",
-                f"--warmup={args.warmup}",
-            ]
-            env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-            out = subprocess.run(
-                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
-            )
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results.append(
-                {
-                    "scenario": "in-process (no server)",
-                    "load": f"{model} batch {batch}",
-                    "clients": 1,
-                    "throughput_rps": r["throughput_rps"],
-                    "rows_per_s": r["rows_per_s"],
-                    "latency_ms": r["latency_ms"],
-                    "errors": {},
-                    "server_cpu_cores": r["cpu_s"] / r["duration_s"],
-                }
-            )
-            log.info(
-                "in-process %s batch %d: %.0f calls/s, p50 %.3f ms",
-                model,
-                batch,
-                r["throughput_rps"],
-                r["latency_ms"]["p50"],
-            )
-    return results
+    return [
+        inprocess_point(models, model, batch, args) for model in FEATURES for batch in (1, BATCH)
+    ]
+
+
+def inprocess_point(
+    models: dict[str, Path], model: str, batch: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """`model` run in-process (its own Python process) at `batch` rows per call."""
+    cmd = [
+        PY,
+        "-m",
+        "tests.bench.inprocess",
+        f"--model-dir={models[model] / '1'}",
+        f"--features={FEATURES[model]}",
+        f"--batch={batch}",
+        f"--duration={args.duration}",
+        f"--warmup={args.warmup}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    log.info(
+        "in-process %s batch %d: %.0f calls/s, p50 %.3f ms",
+        model,
+        batch,
+        r["throughput_rps"],
+        r["latency_ms"]["p50"],
+    )
+    return {
+        "scenario": targets.IN_PROCESS,
+        "load": f"{model} batch {batch}",
+        "clients": 1,
+        "throughput_rps": r["throughput_rps"],
+        "rows_per_s": r["rows_per_s"],
+        "latency_ms": r["latency_ms"],
+        "errors": {},
+        "server_cpu_cores": r["cpu_s"] / r["duration_s"],
+    }
 
 
 # -- lifecycle: startup with 10 models, reload of an unchanged config, RSS per MLP ------------
@@ -510,81 +562,6 @@ def lifecycle(work: Path, models: dict[str, Path]) -> dict[str, Any]:
     return out
 
 
-# -- ratios ------------------------------------------------------------------------------
-
-
-def _find(results: list[dict[str, Any]], scenario: str, load: str, clients: int) -> dict[str, Any]:
-    for r in results:
-        if r["scenario"] == scenario and r["load"] == load and r["clients"] == clients:
-            return r
-    return {}
-
-
-def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    off, on = "servingd, batching off", "servingd, batching on"
-    t = []
-
-    def ratio(name: str, num: dict[str, Any], den: dict[str, Any], goal: float) -> None:
-        a, b = num.get("throughput_rps"), den.get("throughput_rps")
-        value = a / b if a and b else None
-        t.append(
-            {
-                "target": name,
-                "value": value,
-                "goal": f">= {goal}",
-                "met": bool(value and value >= goal),
-            }
-        )
-
-    ceiling = _find(results, "transport ceiling", "gRPC mlp", 64)
-    ratio(
-        "servingd gRPC 64 clients, batching / transport ceiling (mlp)",
-        _find(results, on, "gRPC mlp", 64),
-        ceiling,
-        0.8,
-    )
-    ratio(
-        "servingd gRPC 64 clients, batching / transport ceiling (half_plus_two)",
-        _find(results, on, "gRPC half_plus_two", 64),
-        ceiling,
-        0.8,
-    )
-    ratio(
-        "batching on / off, mlp, gRPC 64 clients",
-        _find(results, on, "gRPC mlp", 64),
-        _find(results, off, "gRPC mlp", 64),
-        3.0,
-    )
-    for model in FEATURES:
-        server = _find(results, off, f"gRPC {model}", 1).get("latency_ms", {}).get("p50")
-        limit = _find(results, "in-process (no server)", f"{model} batch 1", 1)
-        limit_p50 = limit.get("latency_ms", {}).get("p50")
-        value = server - limit_p50 if server is not None and limit_p50 is not None else None
-        t.append(
-            {
-                "target": f"p50 at 1 client minus in-process p50, ms ({model}, gRPC)",
-                "value": value,
-                "goal": "<= 0.6",
-                "met": value is not None and value <= 0.6,
-            }
-        )
-    ratio(
-        f"REST / gRPC throughput, [{BATCH},784] payload, batching off",
-        _find(results, off, f"REST mlp [{BATCH},784]", 16),
-        _find(results, off, f"gRPC mlp [{BATCH},784]", 16),
-        0.5,
-    )
-    for proto in ("REST", "gRPC"):
-        for c in (1, 64):
-            ratio(
-                f"servingd / MLServer, mlp, {proto} {c} clients (batching off both)",
-                _find(results, off, f"{proto} mlp", c),
-                _find(results, "MLServer", f"{proto} mlp", c),
-                1.5,
-            )
-    return t
-
-
 # -- main --------------------------------------------------------------------------------
 
 
@@ -594,6 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each")
     p.add_argument(
         "--rounds", type=int, default=3, help="rounds over all load points; medians reported"
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="back-to-back measurements of each target's two points; their median is the "
+        "target's value (0: the table's medians)",
     )
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-lifecycle", action="store_true")
@@ -614,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     notes: list[str] = []
     results: list[dict[str, Any]] = []
+    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     life: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="servingd-bench-") as tmp:
         work = Path(tmp)
@@ -667,11 +652,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     mls = mlserver_setup.MLServer(venv, work, models["mlp"] / "1", bodies)
                     starters.append(("MLServer", mls.start))
                     notes.append(f"MLServer: {mls.describe()}")
-        results = run_rounds(starters, models, args, wanted("in-process"))
+        results, pairs = run_rounds(starters, models, args, wanted("in-process"))
         if wanted("lifecycle") and not args.skip_lifecycle:
             life = lifecycle(work, models)
 
-    goals = targets(results)
+    goals = targets.evaluate(targets.all_targets(BATCH), results, pairs)
     machine = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -686,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the window's start and end)",
         f"each load point: {args.warmup:g} s warm-up, {args.duration:g} s measured, "
         f"{args.rounds} interleaved rounds (all servers up at once), median reported; "
+        f"targets: the median of {args.pairs} back-to-back pairs of their two points (order "
+        "alternating), the value from the table's medians beside it; "
         "load generator: h2load (gRPC: one HTTP/2 connection, one stream per client; REST: "
         "one HTTP/1.1 connection per client); all processes share this machine's CPUs",
         f"whole run: {time.monotonic() - started:.0f} s",

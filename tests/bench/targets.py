@@ -1,0 +1,141 @@
+"""The benchmark issue's targets: which two load points each compares, and its value.
+
+A target compares two load points: a throughput ratio (the first over the second, at least
+the goal) or a p50 excess (the first's p50 minus the second's, at most the goal). Its value
+comes from pairs when there are any: its two points measured back to back, in alternating
+order, several times; the value is the median of the pairs' values. This box's speed drifts
+up to 2x within a minute (other tenants), so two points measured seconds apart share the
+drift where two from the table, up to a round apart, need not. The value from the table's
+medians is reported beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+# A load point: scenario, load label, clients (as in the results table).
+PointKey = tuple[str, str, int]
+Point = Mapping[str, Any]
+
+OFF = "servingd, batching off"
+ON = "servingd, batching on"
+CEILING = "transport ceiling"
+IN_PROCESS = "in-process (no server)"
+MLSERVER = "MLServer"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    first: PointKey
+    second: PointKey
+    goal: float
+    kind: Literal["ratio", "p50_excess"] = "ratio"
+
+    @property
+    def goal_text(self) -> str:
+        return f">= {self.goal}" if self.kind == "ratio" else f"<= {self.goal}"
+
+    def value(self, first: Point | None, second: Point | None) -> float | None:
+        """This target's value from one measurement of each point (None: one is missing)."""
+        if not first or not second:
+            return None
+        if self.kind == "ratio":
+            a, b = first.get("throughput_rps"), second.get("throughput_rps")
+            return a / b if a and b else None
+        p50_a = first.get("latency_ms", {}).get("p50")
+        p50_b = second.get("latency_ms", {}).get("p50")
+        if p50_a is None or p50_b is None or np.isnan(p50_a) or np.isnan(p50_b):
+            return None
+        return float(p50_a - p50_b)
+
+    def met(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value >= self.goal if self.kind == "ratio" else value <= self.goal
+
+
+def all_targets(batch: int) -> list[Target]:
+    """The issue's targets; `batch` is the rows of the large payload."""
+    targets = [
+        Target(
+            f"servingd gRPC 64 clients, batching / transport ceiling ({model})",
+            (ON, f"gRPC {model}", 64),
+            (CEILING, "gRPC mlp", 64),
+            0.8,
+        )
+        for model in ("mlp", "half_plus_two")
+    ]
+    targets.append(
+        Target(
+            "batching on / off, mlp, gRPC 64 clients",
+            (ON, "gRPC mlp", 64),
+            (OFF, "gRPC mlp", 64),
+            3.0,
+        )
+    )
+    targets += [
+        Target(
+            f"p50 at 1 client minus in-process p50, ms ({model}, gRPC)",
+            (OFF, f"gRPC {model}", 1),
+            (IN_PROCESS, f"{model} batch 1", 1),
+            0.6,
+            "p50_excess",
+        )
+        for model in ("mlp", "half_plus_two")
+    ]
+    targets.append(
+        Target(
+            f"REST / gRPC throughput, [{batch},784] payload, batching off",
+            (OFF, f"REST mlp [{batch},784]", 16),
+            (OFF, f"gRPC mlp [{batch},784]", 16),
+            0.5,
+        )
+    )
+    targets += [
+        Target(
+            f"servingd / MLServer, mlp, {proto} {clients} clients (batching off both)",
+            (OFF, f"{proto} mlp", clients),
+            (MLSERVER, f"{proto} mlp", clients),
+            1.5,
+        )
+        for proto in ("REST", "gRPC")
+        for clients in (1, 64)
+    ]
+    return targets
+
+
+def find(results: Sequence[Point], key: PointKey) -> Point | None:
+    for r in results:
+        if (r["scenario"], r["load"], r["clients"]) == key:
+            return r
+    return None
+
+
+def evaluate(
+    targets: Sequence[Target],
+    results: Sequence[Point],
+    pairs: Mapping[str, Sequence[tuple[Point, Point]]],
+) -> list[dict[str, Any]]:
+    """Each target's value (the median of its pairs, else from the table's medians)."""
+    out = []
+    for target in targets:
+        from_medians = target.value(find(results, target.first), find(results, target.second))
+        paired = [target.value(a, b) for a, b in pairs.get(target.name, ())]
+        values = [v for v in paired if v is not None]
+        value = float(np.median(values)) if values else from_medians
+        out.append(
+            {
+                "target": target.name,
+                "value": value,
+                "goal": target.goal_text,
+                "met": target.met(value),
+                "pairs": values,
+                "from_medians": from_medians,
+            }
+        )
+    return out

@@ -1,0 +1,84 @@
+"""make bench's targets: values from back-to-back pairs, else from the table's medians."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.bench import targets
+from tests.bench.targets import CEILING, IN_PROCESS, OFF, ON, Target
+
+
+def point(scenario: str, load: str, clients: int, rps: float, p50: float = 1.0) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "load": load,
+        "clients": clients,
+        "throughput_rps": rps,
+        "latency_ms": {"p50": p50, "p99": p50 * 3},
+    }
+
+
+ON_OFF = Target("on/off", (ON, "gRPC mlp", 64), (OFF, "gRPC mlp", 64), 3.0)
+P50 = Target("p50", (OFF, "gRPC mlp", 1), (IN_PROCESS, "mlp batch 1", 1), 0.6, "p50_excess")
+
+
+def test_value_is_the_median_of_the_pairs_ratios_not_the_ratio_of_medians() -> None:
+    # Drift: the box is twice as fast in the second pair. Each pair says 3.0 or more; the
+    # table's medians (900 over 450) would say 2.0.
+    pairs = [
+        (point(ON, "gRPC mlp", 64, 900), point(OFF, "gRPC mlp", 64, 300)),
+        (point(ON, "gRPC mlp", 64, 1800), point(OFF, "gRPC mlp", 64, 450)),
+        (point(ON, "gRPC mlp", 64, 600), point(OFF, "gRPC mlp", 64, 200)),
+    ]
+    results = [point(ON, "gRPC mlp", 64, 900), point(OFF, "gRPC mlp", 64, 450)]
+    [goal] = targets.evaluate([ON_OFF], results, {"on/off": pairs})
+    assert goal["pairs"] == [3.0, 4.0, 3.0]
+    assert goal["value"] == 3.0
+    assert goal["met"] is True
+    assert goal["from_medians"] == 2.0
+    assert goal["goal"] == ">= 3.0"
+
+
+def test_without_pairs_the_value_comes_from_the_table() -> None:
+    results = [point(ON, "gRPC mlp", 64, 900), point(OFF, "gRPC mlp", 64, 450)]
+    [goal] = targets.evaluate([ON_OFF], results, {})
+    assert goal["value"] == 2.0
+    assert goal["met"] is False
+    assert goal["pairs"] == []
+
+
+def test_p50_excess_is_a_difference_and_met_when_at_most_the_goal() -> None:
+    results = [
+        point(OFF, "gRPC mlp", 1, 600, p50=1.0),
+        point(IN_PROCESS, "mlp batch 1", 1, 2000, 0.5),
+    ]
+    pairs = [
+        (point(OFF, "gRPC mlp", 1, 600, p50=0.9), point(IN_PROCESS, "mlp batch 1", 1, 1, 0.4)),
+        (point(OFF, "gRPC mlp", 1, 600, p50=1.5), point(IN_PROCESS, "mlp batch 1", 1, 1, 0.4)),
+        (point(OFF, "gRPC mlp", 1, 600, p50=0.7), point(IN_PROCESS, "mlp batch 1", 1, 1, 0.3)),
+    ]
+    [goal] = targets.evaluate([P50], results, {"p50": pairs})
+    assert goal["pairs"] == pytest.approx([0.5, 1.1, 0.4])
+    assert goal["value"] == pytest.approx(0.5)
+    assert goal["met"] is True
+    assert goal["from_medians"] == pytest.approx(0.5)
+    assert goal["goal"] == "<= 0.6"
+    [worse] = targets.evaluate([P50], results, {"p50": pairs[1:2]})
+    assert worse["met"] is False
+
+
+def test_a_point_not_measured_gives_no_value_and_is_not_met() -> None:
+    [goal] = targets.evaluate([ON_OFF], [point(ON, "gRPC mlp", 64, 900)], {})
+    assert goal["value"] is None
+    assert goal["met"] is False
+
+
+def test_every_target_names_the_benchs_scenarios() -> None:
+    names = [t.name for t in targets.all_targets(64)]
+    assert len(names) == len(set(names)) == 10
+    scenarios = {t.first[0] for t in targets.all_targets(64)} | {
+        t.second[0] for t in targets.all_targets(64)
+    }
+    assert scenarios == {ON, OFF, CEILING, IN_PROCESS, targets.MLSERVER}
