@@ -179,11 +179,11 @@ class InferenceRunner:
         cost_key = (servable_id, signature_name)
         elements = sum(int(a.size) for a in inputs.values())
         if self.inline.should_inline(cost_key, elements):  # on this (event-loop) thread
-            value = _timed(self.inline, cost_key, elements, fn, *args, **kwargs)
+            value = _timed(self.inline, cost_key, elements, False, fn, *args, **kwargs)
             metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
             return _Ran(value)
         return self._executor.submit(
-            _timed_on_worker, self.inline, cost_key, elements, fn, *args, **kwargs
+            _timed, self.inline, cost_key, elements, True, fn, *args, **kwargs
         )
 
     async def run(
@@ -275,33 +275,20 @@ def _timed(
     policy: InlinePolicy,
     cost_key: tuple[ServableId, str],
     elements: int,
+    on_worker: bool,
     fn: Callable[..., T],
     *args: Any,
     **kwargs: Any,
 ) -> T:
-    """``fn(*args, **kwargs)`` inline on the event loop, its time recorded for the policy."""
-    start = time.perf_counter()
-    value = fn(*args, **kwargs)
-    policy.record(cost_key, elements, time.perf_counter() - start)
-    return value
-
-
-def _timed_on_worker(
-    policy: InlinePolicy,
-    cost_key: tuple[ServableId, str],
-    elements: int,
-    fn: Callable[..., T],
-    *args: Any,
-    **kwargs: Any,
-) -> T:
-    """``fn(*args, **kwargs)`` on a worker thread, its time recorded for the policy (as
-    measured alone or not: see inline_runs)."""
-    token = policy.worker_run_started()
+    """``fn(*args, **kwargs)``, its time recorded for the inline decision: inline on the
+    event loop, or on a worker thread (where it counts as measured alone only if no other
+    worker run overlapped it: see inline_runs)."""
+    token = policy.worker_run_started() if on_worker else 0
     start = time.perf_counter()
     try:
         value = fn(*args, **kwargs)
     finally:
-        alone = policy.worker_run_ended(token)
+        alone = policy.worker_run_ended(token) if on_worker else True
     policy.record(cost_key, elements, time.perf_counter() - start, alone=alone)
     return value
 
