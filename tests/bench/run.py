@@ -292,9 +292,9 @@ def run_pairs(
         return None
 
     out: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-    for target in targets.all_targets(BATCH):
+    for target in targets.all_targets(BATCH) if args.pairs > 0 else ():
         first, second = runner(target.first), runner(target.second)
-        if args.pairs < 1 or first is None or second is None:
+        if first is None or second is None:
             continue
         log.info("pairs: %s", target.name)
         for i in range(args.pairs):

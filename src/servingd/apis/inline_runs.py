@@ -18,8 +18,8 @@ off.
 The estimate must not let load decide for the model. Measured under 64 clients on the
 2-core box, the old moving average (every run, weight 0.2) flapped: one pre-empted inline
 run pushed it past the limit, the runs then sent to 32 worker threads at once each took many
-times the model's time, and that kept the estimate high while the load lasted (71-99 % of
-runs inline per 3 s window, 550-970 req/s). So:
+times the model's time, and that kept the estimate high while the load lasted (24-100 % of
+runs inline per 3 s window). So:
 
 - A run that took less than the estimate sets it (the model can do that; contention only
   adds time). A run that took longer raises it by a tenth of the gap, and only if it ran
