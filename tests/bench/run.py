@@ -3,8 +3,9 @@
 Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
 - transport ceiling: a grpc.aio PredictionService that decodes the request and returns a
   canned reply (tests/bench/echo_server.py): what gRPC in Python costs with no model;
-- servingd with batching off, then on, serving the project's half_plus_two (overhead-bound)
-  and MLP 784-512-512-10 (compute-bound) from one model config file;
+- servingd with batching off, then on, serving the project's half_plus_two (overhead-bound),
+  MLP 784-512-512-10 (dense, small: its batch-1 run costs about what a request's transport
+  costs) and wide_mlp 784-4096-4096-10 (dense, model-bound) from one model config file;
 - the peer: Seldon MLServer (its own virtualenv under build/bench/, installed on first use
   and cached) with a minimal custom runtime over the same SavedModel, REST and gRPC.
 The limit: the same SavedModel run in-process with servingd's loader (tests/bench/inprocess.py)
@@ -68,7 +69,7 @@ batch_timeout_micros {{ value: 0 }}
 max_enqueued_batches {{ value: 100 }}
 num_batch_threads {{ value: 1 }}
 """
-FEATURES = {"mlp": 784, "half_plus_two": 1}
+FEATURES = {"mlp": 784, "half_plus_two": 1, "wide_mlp": 784}
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 PROCESSED_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
@@ -359,8 +360,9 @@ def servingd_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Loa
     loads = []
     for c in (1, 16, 64):
         loads.append(Load("gRPC mlp", c, bodies["grpc-mlp-1"], grpc=g))
-    for c in (1, 64):
-        loads.append(Load("gRPC half_plus_two", c, bodies["grpc-half_plus_two-1"], grpc=g))
+    for model in ("half_plus_two", "wide_mlp"):
+        for c in (1, 64):
+            loads.append(Load(f"gRPC {model}", c, bodies[f"grpc-{model}-1"], grpc=g))
     for c in (1, 16, 64):
         loads.append(Load("REST mlp", c, bodies["rest-mlp-1"], url=f"{rest}/mlp:predict"))
     loads.append(
@@ -602,11 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     life: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="servingd-bench-") as tmp:
         work = Path(tmp)
-        from servingd.tools.export_models import export_half_plus_two, export_mlp
+        from servingd.tools.export_models import EXPORTERS
 
-        models = {"mlp": work / "mlp", "half_plus_two": work / "half_plus_two"}
-        export_mlp(models["mlp"] / "1")
-        export_half_plus_two(models["half_plus_two"] / "1")
+        models = {model: work / model for model in FEATURES}
+        for model, base in models.items():
+            EXPORTERS[model](base / "1")
         bodies = write_bodies(work)
         params = work / "batching.pbtxt"
         params.write_text(BATCHING_PARAMETERS)

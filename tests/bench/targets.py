@@ -70,14 +70,15 @@ def all_targets(batch: int) -> list[Target]:
         )
         for model in ("mlp", "half_plus_two")
     ]
-    targets.append(
+    targets += [
         Target(
-            "batching on / off, mlp, gRPC 64 clients",
-            (ON, "gRPC mlp", 64),
-            (OFF, "gRPC mlp", 64),
+            f"batching on / off, {model}, gRPC 64 clients",
+            (ON, f"gRPC {model}", 64),
+            (OFF, f"gRPC {model}", 64),
             3.0,
         )
-    )
+        for model in ("mlp", "wide_mlp")
+    ]
     targets += [
         Target(
             f"p50 at 1 client minus in-process p50, ms ({model}, gRPC)",

@@ -27,7 +27,7 @@ from servingd.config.settings import ServerSettings
 from servingd.core import metrics
 from servingd.tools.export_models import export_half_plus_two
 from support.inprocess_server import InProcessServer, model_server_in_thread
-from support.servingd_process import free_port
+from support.servingd_process import free_ports
 
 SERVER_DEFAULT = BatchingParameters(
     max_batch_size=8,
@@ -51,10 +51,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServe
         ModelConfig("small", str(base), batching=SMALL, origin="test"),
         ModelConfig("plain", str(base), origin="test"),
     )
+    grpc_port, rest_port = free_ports(2)
     settings = ServerSettings(
-        grpc_port=free_port(),
+        grpc_port=grpc_port,
         grpc_bind_address="127.0.0.1",
-        rest_port=free_port(),
+        rest_port=rest_port,
         rest_bind_address="127.0.0.1",
         models=models,
         file_system_poll_wait_s=0.0,

@@ -30,7 +30,7 @@ from servingd.config.settings import ServerSettings
 from servingd.core import metrics
 from servingd.core.ids import ServableId
 from support.inprocess_server import InProcessServer, model_server_in_thread
-from support.servingd_process import free_port
+from support.servingd_process import free_ports
 
 # Closes a batch after 20 ms unless 8 examples are queued; no splitting, so a request of
 # more than 8 examples is refused as TF Serving refuses it.
@@ -44,10 +44,11 @@ CLASSIFY = "tensorflow/serving/classify"
 @pytest.fixture(scope="module")
 def running(tf_serving_testdata: Path) -> Iterator[InProcessServer]:
     base = str(tf_serving_testdata / "saved_model_half_plus_two_cpu")
+    grpc_port, rest_port = free_ports(2)
     settings = ServerSettings(
-        grpc_port=free_port(),
+        grpc_port=grpc_port,
         grpc_bind_address="127.0.0.1",
-        rest_port=free_port(),
+        rest_port=rest_port,
         rest_bind_address="127.0.0.1",
         models=(
             ModelConfig("tfs", base, batching=PARAMS, origin="test"),

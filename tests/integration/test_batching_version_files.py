@@ -29,7 +29,7 @@ from servingd.config.settings import ServerSettings
 from servingd.core import metrics
 from servingd.tools.export_models import export_half_plus_two
 from support.inprocess_server import InProcessServer, model_server_in_thread
-from support.servingd_process import free_port
+from support.servingd_process import free_ports
 
 SERVER = BatchingParameters(
     max_batch_size=8,
@@ -57,10 +57,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServe
         if text is not None:
             (version / "batching_params.pbtxt").write_text(text)
     own = BatchingParameters(max_batch_size=8, batch_timeout_micros=20_000)
+    grpc_port, rest_port = free_ports(2)
     settings = ServerSettings(
-        grpc_port=free_port(),
+        grpc_port=grpc_port,
         grpc_bind_address="127.0.0.1",
-        rest_port=free_port(),
+        rest_port=rest_port,
         rest_bind_address="127.0.0.1",
         models=tuple(
             ModelConfig(

@@ -15,12 +15,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from support.paths import REPO_ROOT
-from support.servingd_process import free_port
+from support.servingd_process import free_ports
 
 
 @pytest.mark.slow
 def test_make_run_serves_the_demo_model() -> None:
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "run", f"GRPC_PORT={grpc_port}", f"REST_PORT={rest_port}"],
         cwd=REPO_ROOT,

@@ -323,6 +323,27 @@ def test_exported_mlp(exported: dict[str, Path]) -> None:
         loader.unload()
 
 
+def test_export_cli_wide_mlp(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from servingd.tools.export_models import main
+
+    assert main(["wide_mlp", str(tmp_path / "1")]) == 0
+    checkpoint = str(tmp_path / "1" / "variables" / "variables")
+    shapes = sorted(tuple(shape) for _, shape in tf.train.list_variables(checkpoint))
+    assert [s for s in shapes if len(s) == 2] == [(784, 4096), (4096, 10), (4096, 4096)]
+    loader = _load(tmp_path / "1", "wide_mlp", 1)
+    try:
+        s = loader.servable()
+        sig = s.signature()
+        assert sig.inputs["x"].shape == (-1, 784)
+        p = s.run(sig, {"x": np.ones((2, 784), np.float32)})["probabilities"]
+        assert p.shape == (2, 10)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    finally:
+        loader.unload()
+
+
 def test_export_cli_refuses_non_empty_dir(tmp_path: Path) -> None:
     from servingd.tools.export_models import main
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,9 +20,20 @@ from support.paths import REPO_ROOT
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports. All are bound at once while picked: one at a
+    time, the kernel may hand out a port just released again (seen: gRPC and REST ports
+    equal, and the daemon refusing its flags)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def servingd_command() -> list[str]:
@@ -47,8 +59,8 @@ class ServingdProcess:
         """``run_as``: a user to run the daemon as (needs root; setpriv drops to it and its
         primary group, with no supplementary groups). ``command``: what to run instead of
         the servingd entry point (it gets the same flags)."""
-        self.grpc_port = free_port()
-        self.rest_port = free_port() if rest else 0
+        self.grpc_port, rest_port = free_ports(2)
+        self.rest_port = rest_port if rest else 0
         self.flags = [
             f"--port={self.grpc_port}",
             f"--rest_api_port={self.rest_port}",

@@ -77,8 +77,32 @@ def test_a_point_not_measured_gives_no_value_and_is_not_met() -> None:
 
 def test_every_target_names_the_benchs_scenarios() -> None:
     names = [t.name for t in targets.all_targets(64)]
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 11
     scenarios = {t.first[0] for t in targets.all_targets(64)} | {
         t.second[0] for t in targets.all_targets(64)
     }
     assert scenarios == {ON, OFF, CEILING, IN_PROCESS, targets.MLSERVER}
+
+
+def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs() -> None:
+    """A target whose point no scenario runs would silently read 'not met' forever."""
+    from collections import defaultdict
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tests.bench import run
+
+    bodies: dict[str, Path] = defaultdict(lambda: Path("body"))
+    server = SimpleNamespace(grpc_target="127.0.0.1:1", rest_port=1)
+    servingd = {(load.label, load.clients) for load in run.servingd_loads(server, bodies)}  # type: ignore[arg-type]
+    in_process = {(f"{m} batch {b}", 1) for m in run.FEATURES for b in (1, run.BATCH)}
+    checked = 0
+    for target in targets.all_targets(run.BATCH):
+        for scenario, label, clients in (target.first, target.second):
+            if scenario in (ON, OFF):
+                assert (label, clients) in servingd, target.name
+                checked += 1
+            elif scenario == IN_PROCESS:
+                assert (label, clients) in in_process, target.name
+                checked += 1
+    assert checked == 16

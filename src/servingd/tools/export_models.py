@@ -2,6 +2,7 @@
 
     python -m servingd.tools.export_models half_plus_two OUTDIR
     python -m servingd.tools.export_models mlp OUTDIR
+    python -m servingd.tools.export_models wide_mlp OUTDIR
 
 OUTDIR is the version directory (e.g. models/half_plus_two/1): it receives saved_model.pb,
 variables/ and so on. Nothing is downloaded or trained; weights come from a fixed seed.
@@ -11,6 +12,10 @@ variables/ and so on. Nothing is downloaded or trained; weights come from a fixe
   gives y = [[2.5],[3],[4.5]]. (Fed by tensor name, [1, 2, 5] works too, as in TF Serving.)
 - mlp: a dense 784-512-512-10 network (ReLU, ReLU, softmax). ``serving_default`` takes ``x``
   float32 [None, 784] and returns ``probabilities`` float32 [None, 10].
+- wide_mlp: the same network 784-4096-4096-10 (20 M weights, 77 MB), same signature. At
+  batch 1 its run reads every weight for one row, so it is the model for which batching
+  pays most (make bench shows it beside mlp, whose batch-1 run costs about what one
+  request's transport costs).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MLP_SEED = 20240601
 MLP_LAYERS = (784, 512, 512, 10)
+WIDE_MLP_LAYERS = (784, 4096, 4096, 10)
 
 
 def export_half_plus_two(path: str | Path) -> Path:
@@ -48,15 +54,16 @@ def export_half_plus_two(path: str | Path) -> Path:
     return out
 
 
-def export_mlp(path: str | Path) -> Path:
-    """Write the 784-512-512-10 MLP SavedModel into the version directory ``path``."""
+def export_mlp(path: str | Path, layers: Sequence[int] = MLP_LAYERS) -> Path:
+    """Write a dense MLP SavedModel (784-512-512-10 unless `layers` says otherwise) into
+    the version directory ``path``."""
     import numpy as np
     import tensorflow as tf
 
     rng = np.random.default_rng(MLP_SEED)
     module = tf.Module()
     weights = []
-    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(MLP_LAYERS)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(layers)):
         limit = np.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform
         w = rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
         b = np.zeros(fan_out, dtype=np.float32)
@@ -71,18 +78,24 @@ def export_mlp(path: str | Path) -> Path:
                 h = tf.nn.relu(h)
         return {"probabilities": tf.nn.softmax(h)}
 
-    spec = tf.TensorSpec(shape=[None, MLP_LAYERS[0]], dtype=tf.float32, name="x")
+    spec = tf.TensorSpec(shape=[None, layers[0]], dtype=tf.float32, name="x")
     serve = tf.function(mlp, input_signature=[spec])
     module.serve = serve
     out = Path(path)
     tf.saved_model.save(module, str(out), signatures={"serving_default": serve})
-    log.info("exported mlp to %s", out)
+    log.info("exported mlp %s to %s", "-".join(map(str, layers)), out)
     return out
+
+
+def export_wide_mlp(path: str | Path) -> Path:
+    """Write the 784-4096-4096-10 MLP SavedModel into the version directory ``path``."""
+    return export_mlp(path, WIDE_MLP_LAYERS)
 
 
 EXPORTERS: dict[str, Callable[[str | Path], Path]] = {
     "half_plus_two": export_half_plus_two,
     "mlp": export_mlp,
+    "wide_mlp": export_wide_mlp,
 }
 
 

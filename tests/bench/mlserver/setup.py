@@ -109,12 +109,12 @@ class MLServer:
         return path
 
     def start(self) -> tuple[Any, Callable[[], None]]:
-        from support.servingd_process import free_port
+        from support.servingd_process import free_ports
         from tests.bench import procs
         from tests.bench.run import V2_INFER, Load, Server
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        http, grpc_port, metrics = free_port(), free_port(), free_port()
+        http, grpc_port, metrics = free_ports(3)
         (self.dir / "settings.json").write_text(
             json.dumps(
                 {
