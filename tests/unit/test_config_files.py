@@ -375,3 +375,26 @@ def test_per_model_batching_files_from_yaml_or_flag(etc: Path) -> None:
     assert load(etc).per_model_batching_parameters is True
     flag = "--enable_per_model_batching_parameters=false"
     assert load(etc, flag).per_model_batching_parameters is False  # the command line wins
+
+
+def test_compute_thread_nice_from_yaml_and_flag(etc: Path) -> None:
+    assert load(etc).compute_thread_nice == 0
+    config = etc / "servingd.yaml"
+    config.write_text(config.read_text() + "compute_thread_nice: 12\n")
+    assert load(etc).compute_thread_nice == 12
+    assert load(etc, "--compute_thread_nice=3").compute_thread_nice == 3
+
+
+@pytest.mark.parametrize("value", ["20", "-1", "high"])
+def test_compute_thread_nice_out_of_range_names_its_line(etc: Path, value: str) -> None:
+    config = etc / "servingd.yaml"
+    config.write_text(config.read_text() + f"compute_thread_nice: {value}\n")
+    error = refused(etc)
+    assert (error.path, error.line) == (str(config), 6)
+    assert "compute_thread_nice" in error.message
+
+
+@pytest.mark.parametrize("value", ["20", "-1"])
+def test_compute_thread_nice_flag_out_of_range_is_refused(etc: Path, value: str) -> None:
+    error = refused(etc, f"--compute_thread_nice={value}")
+    assert "--compute_thread_nice must be within [0, 19]" in error.message

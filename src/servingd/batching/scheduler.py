@@ -47,6 +47,7 @@ from servingd.core.errors import (
     ServingError,
     Unavailable,
 )
+from servingd.core.thread_priority import lower_current_thread
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,11 @@ class SharedBatchScheduler:
         *,
         clock: Callable[[], float] = time.monotonic,
         thread_name_prefix: str = "servingd-batch",
+        thread_nice: int = 0,
     ) -> None:
+        """`thread_nice`: the batch threads' nice value (servingd.core.thread_priority)."""
         self._clock = clock
+        self._thread_nice = thread_nice
         self._prefix = thread_name_prefix
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -282,6 +286,7 @@ class SharedBatchScheduler:
 
     # -- batch threads ----------------------------------------------------------------
     def _work(self, index: int) -> None:
+        lower_current_thread(self._thread_nice)
         while True:
             with self._lock:
                 while True:

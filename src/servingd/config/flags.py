@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         "on the event-loop thread, sparing two thread hand-offs (0: always a worker thread)",
     )
     p.add_argument(
+        "--compute_thread_nice",
+        type=int,
+        default=0,
+        help="nice value (0-19) for the threads that load and run models, below the event "
+        "loop's and gRPC's: under full CPU the front end admits requests first (0: off)",
+    )
+    p.add_argument(
         "--drain_grace_seconds",
         type=float,
         default=30.0,

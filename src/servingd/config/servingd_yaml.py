@@ -18,6 +18,7 @@ from servingd.config.model_files import batching_from_node
 from servingd.config.monitoring_config import load_prometheus_path
 from servingd.config.ssl_config import TlsSettings, load_ssl_config
 from servingd.config.yaml_nodes import Node
+from servingd.core.thread_priority import MAX_NICE
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_TARGETS = ("auto", "journald", "stderr")
@@ -66,6 +67,13 @@ def _poll_seconds(node: Node, what: str) -> float:
 
 def _count(node: Node, what: str) -> int:
     return node.int_(what, minimum=0)
+
+
+def _nice(node: Node, what: str) -> int:
+    value = node.int_(what, minimum=0)
+    if value > MAX_NICE:
+        raise node.error(f"{what} must be between 0 and {MAX_NICE}, got {value}")
+    return value
 
 
 def _bool(node: Node, what: str) -> bool:
@@ -180,6 +188,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(("version_settle_seconds",), "version_settle_s", "version_settle_seconds", _seconds),
     Entry(("drain_grace_seconds",), "drain_grace_s", "drain_grace_seconds", _seconds),
     Entry(("inline_run_max_ms",), "inline_run_max_ms", "inline_run_max_ms", _millis),
+    Entry(("compute_thread_nice",), "compute_thread_nice", "compute_thread_nice", _nice),
     Entry(
         ("enable_per_model_batching_parameters",),
         "per_model_batching_parameters",

@@ -14,6 +14,7 @@ from servingd.config.model_server_config import load_model_server_config
 from servingd.config.models import ModelConfig
 from servingd.config.monitoring_config import load_prometheus_path
 from servingd.config.ssl_config import TlsSettings, load_ssl_config
+from servingd.core.thread_priority import MAX_NICE
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ServerSettings:
     log_level: str = "info"
     drain_grace_s: float = 30.0
     inline_run_max_ms: float = 2.0  # servingd's own: see servingd.apis.inline_runs
+    compute_thread_nice: int = 0  # servingd's own: see servingd.core.thread_priority
     # servingd's own: where the configuration came from, and process housekeeping.
     config_file: str = ""
     models_dir: str = ""
@@ -132,6 +134,12 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
             "--per_process_gpu_memory_fraction must be within [0, 1], got "
             f"{args.per_process_gpu_memory_fraction}",
         )
+    if not 0 <= args.compute_thread_nice <= MAX_NICE:
+        raise ConfigError(
+            "command line",
+            None,
+            f"--compute_thread_nice must be within [0, {MAX_NICE}], got {args.compute_thread_nice}",
+        )
     for flag in (
         "max_in_flight_requests",
         "max_in_flight_requests_per_model",
@@ -182,6 +190,7 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
         log_level=args.log_level,
         drain_grace_s=args.drain_grace_seconds,
         inline_run_max_ms=max(float(args.inline_run_max_ms), 0.0),
+        compute_thread_nice=args.compute_thread_nice,
         config_file=args.config,
         models_dir=args.models_dir,
         pid_file=args.pid_file,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from servingd.core.lookup import ServableLookup
 from servingd.core.manager import AspiredVersionsManager, ManagerOptions
 from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
+from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
 from servingd.servables.saved_model import SavedModelLoader, SessionOptions
 from servingd.servables.warmup import WarmupOptions
@@ -72,6 +74,7 @@ RESTART_ONLY_SETTINGS = (
     "saved_model_tags",
     "intra_op_parallelism",
     "inter_op_parallelism",
+    "compute_thread_nice",  # threads keep the nice value they started with
     "per_process_gpu_memory_fraction",
     "gpu_allow_growth",
     "per_model_batching_parameters",  # the loaders read batching_params.pbtxt or not
@@ -140,6 +143,7 @@ class ModelServer:
             inter_op_parallelism=settings.inter_op_parallelism,
             gpu_memory_fraction=settings.per_process_gpu_memory_fraction,
             allow_growth=settings.gpu_allow_growth,
+            thread_nice=settings.compute_thread_nice,
         )
         self._warmup = WarmupOptions(
             enabled=settings.enable_model_warmup,
@@ -155,10 +159,14 @@ class ModelServer:
         self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         # TensorFlow releases the GIL while it runs; these threads only wait on it.
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(32, 4 * (os.cpu_count() or 1)), thread_name_prefix="servingd-run"
+            max_workers=max(32, 4 * (os.cpu_count() or 1)),
+            thread_name_prefix="servingd-run",
+            initializer=functools.partial(lower_current_thread, settings.compute_thread_nice),
         )
         # One shared batch scheduler for every batched model (threads start on first use).
-        self.batching = BatchingSession(SharedBatchScheduler(1))
+        self.batching = BatchingSession(
+            SharedBatchScheduler(1, thread_nice=settings.compute_thread_nice)
+        )
         self._apply_batching(settings.models)
         self.inline = InlinePolicy(settings.inline_run_max_ms / 1000.0)
         self.runner = InferenceRunner(self.lookup, self.executor, self.batching, self.inline)

@@ -35,6 +35,7 @@ from tensorflow.core.protobuf import config_pb2
 from servingd.core import errors
 from servingd.core.ids import ServableId
 from servingd.core.loader import ResourceEstimate
+from servingd.core.thread_priority import lower_current_thread
 from servingd.servables.codecs import (
     dtype_from_proto_enum,
     dtype_name,
@@ -109,6 +110,9 @@ class SessionOptions:
     device: str | None = None
     gpu_memory_fraction: float = 0.0
     allow_growth: bool = False
+    # The loading thread's nice value (servingd.core.thread_priority): TensorFlow's compute
+    # pools, created with the process's first Session, inherit it.
+    thread_nice: int = 0
 
     def __post_init__(self) -> None:
         if self.device is not None and not _DEVICE_RE.match(self.device):
@@ -474,6 +478,7 @@ class SavedModelLoader:
         if not os.path.isdir(self.path):
             raise self._fail(errors.NotFound, "the version directory does not exist")
         graph = tf.Graph()
+        lower_current_thread(self.options.thread_nice)
         session = tf.compat.v1.Session(graph=graph, config=self.options.config_proto())
         device = self.options.device_scope
         try:
