@@ -5,7 +5,8 @@ Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
   canned reply (tests/bench/echo_server.py): what gRPC in Python costs with no model;
 - servingd with batching off, then on, serving the project's half_plus_two (overhead-bound),
   MLP 784-512-512-10 (dense, small: its batch-1 run costs about what a request's transport
-  costs) and wide_mlp 784-4096-4096-10 (dense, model-bound) from one model config file;
+  costs) and wide_mlp 784-4096-4096-10 (dense, model-bound) from one model config file; and
+  batching on with compute_thread_nice 15 (servingd's own option) at 64 clients;
 - the peer: Seldon MLServer (its own virtualenv under build/bench/, installed on first use
   and cached) with a minimal custom runtime over the same SavedModel, REST and gRPC.
 The limit: the same SavedModel run in-process with servingd's loader (tests/bench/inprocess.py)
@@ -380,6 +381,12 @@ def servingd_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Loa
     return loads
 
 
+def nice_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
+    """compute_thread_nice against the default: the batched loads it is for."""
+    g = server.grpc_target
+    return [Load(f"gRPC {m}", 64, bodies[f"grpc-{m}-1"], grpc=g) for m in ("mlp", "wide_mlp")]
+
+
 def model_config(work: Path, models: dict[str, Path], names: dict[str, str]) -> Path:
     """A TF Serving ModelServerConfig text proto: name -> base path."""
     entries = "".join(
@@ -626,18 +633,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             starters.append(("load generator ceiling", lambda: start_nghttpd(work)))
         if wanted("transport ceiling"):
             starters.append(("transport ceiling", lambda: start_echo(bodies)))
-        for name, flags in (
-            ("servingd, batching off", common),
-            (
-                "servingd, batching on",
-                (*common, "--enable_batching", f"--batching_parameters_file={params}"),
-            ),
+        batching = (*common, "--enable_batching", f"--batching_parameters_file={params}")
+        for name, flags, loads in (
+            (targets.OFF, common, servingd_loads),
+            (targets.ON, batching, servingd_loads),
+            (targets.NICE, (*batching, f"--compute_thread_nice={targets.NICE_VALUE}"), nice_loads),
         ):
             if not wanted(name):
                 continue
 
-            def start(flags: Sequence[str] = flags, name: str = name) -> Any:
-                server, stop = start_servingd(flags, lambda s: servingd_loads(s, bodies), name)
+            def start(
+                flags: Sequence[str] = flags,
+                name: str = name,
+                loads: Callable[[ServingdProcess, dict[str, Path]], list[Load]] = loads,
+            ) -> Any:
+                server, stop = start_servingd(flags, lambda s: loads(s, bodies), name)
                 check_reply(server.loads[0].grpc or "")
                 return server, stop
 

@@ -77,11 +77,11 @@ def test_a_point_not_measured_gives_no_value_and_is_not_met() -> None:
 
 def test_every_target_names_the_benchs_scenarios() -> None:
     names = [t.name for t in targets.all_targets(64)]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 13
     scenarios = {t.first[0] for t in targets.all_targets(64)} | {
         t.second[0] for t in targets.all_targets(64)
     }
-    assert scenarios == {ON, OFF, CEILING, IN_PROCESS, targets.MLSERVER}
+    assert scenarios == {ON, OFF, CEILING, IN_PROCESS, targets.MLSERVER, targets.NICE}
 
 
 def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs() -> None:
@@ -95,6 +95,7 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
     bodies: dict[str, Path] = defaultdict(lambda: Path("body"))
     server = SimpleNamespace(grpc_target="127.0.0.1:1", rest_port=1)
     servingd = {(load.label, load.clients) for load in run.servingd_loads(server, bodies)}  # type: ignore[arg-type]
+    nice = {(load.label, load.clients) for load in run.nice_loads(server, bodies)}  # type: ignore[arg-type]
     in_process = {(f"{m} batch {b}", 1) for m in run.FEATURES for b in (1, run.BATCH)}
     checked = 0
     for target in targets.all_targets(run.BATCH):
@@ -102,7 +103,10 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
             if scenario in (ON, OFF):
                 assert (label, clients) in servingd, target.name
                 checked += 1
+            elif scenario == targets.NICE:
+                assert (label, clients) in nice, target.name
+                checked += 1
             elif scenario == IN_PROCESS:
                 assert (label, clients) in in_process, target.name
                 checked += 1
-    assert checked == 16
+    assert checked == 20
