@@ -75,24 +75,13 @@ def all_targets(batch: int) -> list[Target]:
         )
         for model in ("mlp", "half_plus_two")
     ]
-    targets += [
-        Target(
-            f"batching on / off, {model}, gRPC 64 clients",
-            (ON, f"gRPC {model}", 64),
-            (OFF, f"gRPC {model}", 64),
-            3.0,
-        )
-        for model in ("mlp", "wide_mlp")
-    ]
-    targets += [
-        Target(
-            f"compute_thread_nice {NICE_VALUE} / default, batching on, {model}, gRPC 64 clients",
-            (NICE, f"gRPC {model}", 64),
-            (ON, f"gRPC {model}", 64),
-            1.0,
-        )
-        for model in ("mlp", "wide_mlp")
-    ]
+    targets += _dense_models_at_64("batching on / off, {model}, gRPC 64 clients", ON, OFF, 3.0)
+    targets += _dense_models_at_64(
+        f"compute_thread_nice {NICE_VALUE} / default, batching on, {{model}}, gRPC 64 clients",
+        NICE,
+        ON,
+        1.0,
+    )
     targets += [
         Target(
             f"p50 at 1 client minus in-process p50, ms ({model}, gRPC)",
@@ -122,6 +111,19 @@ def all_targets(batch: int) -> list[Target]:
         for clients in (1, 64)
     ]
     return targets
+
+
+def _dense_models_at_64(name: str, first: str, second: str, goal: float) -> list[Target]:
+    """`first` over `second` (scenarios) for each dense MLP, gRPC batch-1 at 64 clients."""
+    return [
+        Target(
+            name.format(model=model),
+            (first, f"gRPC {model}", 64),
+            (second, f"gRPC {model}", 64),
+            goal,
+        )
+        for model in ("mlp", "wide_mlp")
+    ]
 
 
 def find(results: Sequence[Point], key: PointKey) -> Point | None:
