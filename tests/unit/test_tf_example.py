@@ -37,6 +37,7 @@ class ArraysServable:
         fetch_names: Sequence[str],
         *,
         timeout_s: float | None = None,
+        in_caller_thread: bool = False,
     ) -> list[np.ndarray]:
         self.fed.append(feeds["in:0"])
         return [self._outputs[name] for name in fetch_names]

@@ -72,8 +72,11 @@ class SignaturePlan(Protocol[T_co]):
     @property
     def output_aliases(self) -> tuple[str, ...]: ...
 
-    def run(self, servable: Any, timeout_s: float | None = None) -> T_co:
-        """Runs unbatched, in the calling (worker) thread."""
+    def run(
+        self, servable: Any, timeout_s: float | None = None, in_caller_thread: bool = False
+    ) -> T_co:
+        """Runs unbatched, in the calling thread (a worker, or the event loop when inline);
+        `in_caller_thread`: TensorFlow's ops too (SavedModelServable.run)."""
         ...
 
     def finish(self, outputs: Mapping[str, np.ndarray]) -> T_co:
@@ -173,13 +176,18 @@ class InferenceRunner:
     ) -> concurrent.futures.Future[T] | _Ran[T]:
         """``fn(*args, **kwargs)`` (an unbatched run of ``inputs`` on a signature) on a
         worker thread, or here on the event loop when the inline policy says it is short.
-        Every run is timed for that policy."""
+        Every run is timed for that policy. An inline run also executes TensorFlow's ops on
+        this thread (``in_caller_thread``): for a run that short, handing them to
+        TensorFlow's inter-op threads costs more than they do, and the deadline TensorFlow
+        then no longer enforces matters little for a run the policy expects to be short."""
         if self.inline is None:
             return self._executor.submit(fn, *args, **kwargs)
         cost_key = (servable_id, signature_name)
         elements = sum(int(a.size) for a in inputs.values())
         if self.inline.should_inline(cost_key, elements):  # on this (event-loop) thread
-            value = _timed(self.inline, cost_key, elements, False, fn, *args, **kwargs)
+            value = _timed(
+                self.inline, cost_key, elements, False, fn, *args, in_caller_thread=True, **kwargs
+            )
             metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
             return _Ran(value)
         return self._executor.submit(

@@ -62,6 +62,7 @@ class ExampleServable(Protocol):
         fetch_names: Sequence[str],
         *,
         timeout_s: float | None = None,
+        in_caller_thread: bool = False,
     ) -> list[np.ndarray]: ...
 
 
@@ -310,9 +311,12 @@ def _run(
     task_input: str,
     fetches: Sequence[str],
     timeout_s: float | None,
+    in_caller_thread: bool = False,
 ) -> dict[str, np.ndarray]:
     """Feeds the serialized examples to `task_input`; the fetched tensors by name."""
-    arrays = servable.run_tensors({task_input: examples}, fetches, timeout_s=timeout_s)
+    arrays = servable.run_tensors(
+        {task_input: examples}, fetches, timeout_s=timeout_s, in_caller_thread=in_caller_thread
+    )
     return dict(zip(fetches, arrays, strict=True))
 
 
@@ -346,12 +350,24 @@ class ExamplePlan:
     def output_aliases(self) -> tuple[str, ...]:
         return self.task.output_aliases
 
-    def run(self, servable: ExampleServable, timeout_s: float | None = None) -> ExampleResponse:
-        """Runs it in this thread (TensorFlow synchronously) and builds the response."""
+    def run(
+        self,
+        servable: ExampleServable,
+        timeout_s: float | None = None,
+        in_caller_thread: bool = False,
+    ) -> ExampleResponse:
+        """Runs it in this thread (TensorFlow synchronously) and builds the response;
+        `in_caller_thread` as in SavedModelServable.run."""
         task = self.task
-        return self._response(
-            _run(servable, self.examples, task.input_tensor, task.output_tensors, timeout_s)
+        outputs = _run(
+            servable,
+            self.examples,
+            task.input_tensor,
+            task.output_tensors,
+            timeout_s,
+            in_caller_thread,
         )
+        return self._response(outputs)
 
     def finish(self, outputs: Mapping[str, np.ndarray]) -> ExampleResponse:
         """The response from outputs by signature alias (what a batched run returns)."""
