@@ -12,13 +12,13 @@ from __future__ import annotations
 import concurrent.futures
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from servingd.tools.export_models import export_mlp
+from support.proc_threads import threads
 from support.servingd_process import ServingdProcess
 
 BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0)
@@ -49,21 +49,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingdProcess
     with ServingdProcess([f"--config={etc / 'servingd.yaml'}"]) as process:
         process.wait_healthy()
         yield process
-
-
-def threads(pid: int) -> dict[int, tuple[str, int, int]]:
-    """tid -> (name, nice, CPU ticks) for every thread of `pid`."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is stat's 3rd field: utime and stime are the 14th and 15th, nice the 19th
-        out[int(task.name)] = (name, int(fields[16]), int(fields[11]) + int(fields[12]))
-    return out
 
 
 def burst(server: ServingdProcess, model: str, count: int) -> None:

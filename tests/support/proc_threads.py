@@ -1,0 +1,29 @@
+"""A process's threads as /proc shows them: name, nice value and CPU time, per thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# TensorFlow's inter-op threads (the pool a run hands its ops to, unless it runs them in
+# the calling thread).
+TF_INTER_OP = "tf_Compute"
+
+
+def threads(pid: int) -> dict[int, tuple[str, int, int]]:
+    """tid -> (name, nice, CPU ticks so far) for every thread of `pid`."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is stat's 3rd field: utime and stime are the 14th and 15th, nice the 19th
+        out[int(task.name)] = (name, int(fields[16]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def cpu_ticks(pid: int, name: str) -> int:
+    """CPU ticks so far of the threads of `pid` called `name`."""
+    return sum(ticks for thread, _, ticks in threads(pid).values() if thread == name)
