@@ -43,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.proc_threads import threads  # noqa: E402
 from support.servingd_process import ServingdProcess  # noqa: E402
 from tests.bench import loadgen, run  # noqa: E402
 
@@ -168,8 +169,8 @@ def serve(step: str, flags: Sequence[str]) -> int:
 
 def loop_thread_seconds(pid: int) -> float:
     """CPU of the process's main thread (servingd's event loop), so far."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    _, _, ticks = threads(pid)[pid]
+    return ticks / _TICK
 
 
 def measure(

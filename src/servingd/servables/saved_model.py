@@ -327,10 +327,10 @@ class SavedModelServable:
             name: Signature.from_signature_def(name, sig)
             for name, sig in meta_graph_def.signature_def.items()
         }
+        # (in_caller_thread, timeout bucket ms, feeds, fetches) -> the session's callable
         self._callables: dict[
             tuple[bool, int, tuple[str, ...], tuple[str, ...]], Callable[..., Any]
-        ]
-        self._callables = {}
+        ] = {}
         self._callables_lock = threading.Lock()
 
     def signature_def_map(self, *, include_init_op: bool = True) -> Mapping[str, Any]:
