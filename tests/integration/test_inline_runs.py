@@ -1,8 +1,8 @@
 """Unbatched Predict runs on the event-loop thread only for signatures known to be fast.
 
-One daemon for the module, from a servingd.yaml: TF Serving's half_plus_two (fast) and the
-project's sleepy model (each call sleeps as long as it asks), Prometheus on. What the
-policy decided shows in `servingd_inline_runs_total`.
+One daemon for the module, from a servingd.yaml: TF Serving's half_plus_two (fast), the
+same model batched, and the project's sleepy model (each call sleeps as long as it asks),
+Prometheus on. What the policy decided shows in `servingd_inline_runs_total`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ def etc(tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path) -> 
         f"base_path: {tf_serving_testdata / 'saved_model_half_plus_two_cpu'}\n"
     )
     (etc / "models.d/sleepy.yaml").write_text(f"base_path: {sleepy}\n")
+    (etc / "models.d/hp2_batched.yaml").write_text(
+        f"base_path: {tf_serving_testdata / 'saved_model_half_plus_two_cpu'}\n"
+        "batching: {max_batch_size: 8, batch_timeout_micros: 0}\n"
+    )
     (etc / "servingd.yaml").write_text(
         "monitoring_config_file: monitoring.config\n"
         f"inline_run_max_ms: {INLINE_MAX_MS}\n"
@@ -69,9 +73,11 @@ def inline_runs(server: ServingdProcess, model: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def hp2(stub: prediction_service_pb2_grpc.PredictionServiceStub, xs: list[float]) -> list[float]:
+def hp2(
+    stub: prediction_service_pb2_grpc.PredictionServiceStub, xs: list[float], model: str = "hp2"
+) -> list[float]:
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = "hp2"
+    request.model_spec.name = model
     request.inputs["x"].dtype = 1  # DT_FLOAT
     request.inputs["x"].tensor_shape.dim.add().size = len(xs)
     request.inputs["x"].tensor_shape.dim.add().size = 1
@@ -188,3 +194,18 @@ def test_inline_runs_execute_tensorflow_on_the_loop_thread(
             assert call()
         assert inline_runs(server, "hp2") - inline_before >= 1400, method
         assert cpu_ticks(server.proc.pid, TF_INTER_OP) - ticks_before <= 3, method
+
+
+def test_short_batched_runs_execute_tensorflow_on_the_batch_thread(
+    server: ServingdProcess, stub: prediction_service_pb2_grpc.PredictionServiceStub
+) -> None:
+    """A batched model's runs known to be short hand TensorFlow's inter-op threads nothing
+    either (batching.session's SHORT_BATCH_RUN_S); they never run inline."""
+    assert server.proc is not None
+    for _ in range(3):
+        assert hp2(stub, [2.0], "hp2_batched") == [3.0]
+    ticks_before = cpu_ticks(server.proc.pid, TF_INTER_OP)
+    for _ in range(1500):
+        assert hp2(stub, [2.0], "hp2_batched") == [3.0]
+    assert cpu_ticks(server.proc.pid, TF_INTER_OP) - ticks_before <= 3
+    assert inline_runs(server, "hp2_batched") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import SharedBatchScheduler
-from servingd.batching.session import FROM_VERSION, BatchingSession
+from servingd.batching.session import FROM_VERSION, SHORT_BATCH_RUN_S, BatchingSession
 from servingd.batching.version_parameters import read_version_parameters
 from servingd.config.errors import ConfigError
 from servingd.core.errors import DeadlineExceeded, InvalidArgument, Unavailable
@@ -52,12 +53,21 @@ class FakeServable:
         self.gate.set()
         self.entered = threading.Event()
         self.fetched: list[tuple[str, ...]] = []
+        self.in_caller_thread: list[bool] = []
+        self.run_seconds = 0.0
 
     def run(
-        self, signature: Any, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+        self,
+        signature: Any,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        *,
+        in_caller_thread: bool = False,
     ) -> dict[str, np.ndarray]:
         self.entered.set()
         assert self.gate.wait(WAIT)
+        self.in_caller_thread.append(in_caller_thread)
+        time.sleep(self.run_seconds)
         x = inputs["x"]
         self.batches.append(x.copy())
         self.fetched.append(tuple(output_filter))
@@ -245,8 +255,15 @@ def test_variable_length_inputs_are_padded_when_enabled(session: BatchingSession
 
 def test_output_without_batch_dimension_fails_like_tf_serving(session: BatchingSession) -> None:
     class ScalarOut(FakeServable):
-        def run(self, signature: Any, inputs: Mapping[str, np.ndarray], output_filter: Any = ()):  # type: ignore[no-untyped-def,override]
-            return {"y": np.float32(1.0)}
+        def run(
+            self,
+            signature: Any,
+            inputs: Mapping[str, np.ndarray],
+            output_filter: Sequence[str] = (),
+            *,
+            in_caller_thread: bool = False,
+        ) -> dict[str, np.ndarray]:
+            return {"y": np.float32(1.0)}  # type: ignore[dict-item]
 
     params = BatchingParameters(max_batch_size=4, num_batch_threads=1)
     fut = submit(session, ScalarOut(), rows(0, 2), params)
@@ -287,6 +304,36 @@ def test_new_parameters_apply_to_the_next_batch(session: BatchingSession) -> Non
     assert session.scheduler.num_threads == 2
     session.set_parameters({})
     assert session.parameters_for(ServableId("m", 1)) is None
+
+
+def test_short_batched_runs_execute_tensorflow_in_the_batch_thread(
+    session: BatchingSession,
+) -> None:
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1)
+    servable = FakeServable()
+    for i in range(3):
+        submit(session, servable, rows(i, 1), params).result(WAIT)
+    # the first run has no record yet: TensorFlow's threads; then it is known to be short
+    assert servable.in_caller_thread == [False, True, True]
+    reloaded = FakeServable()  # another version object: a record of its own
+    submit(session, reloaded, rows(0, 1), params).result(WAIT)
+    assert reloaded.in_caller_thread == [False]
+
+
+def test_long_batched_runs_keep_tensorflow_threads(session: BatchingSession) -> None:
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1)
+    slow = FakeServable()
+    slow.run_seconds = 5 * SHORT_BATCH_RUN_S
+    for i in range(3):
+        submit(session, slow, rows(i, 1), params).result(WAIT)
+    assert slow.in_caller_thread == [False, False, False]
+    # The estimate scales with the padded rows: 1 row in 3/4 of the limit is short for one
+    # row, not for two.
+    medium = FakeServable()
+    medium.run_seconds = 0.75 * SHORT_BATCH_RUN_S
+    submit(session, medium, rows(0, 1), params).result(WAIT)
+    submit(session, medium, rows(1, 2), params).result(WAIT)
+    assert medium.in_caller_thread == [False, False]
 
 
 def test_bad_request_fails_alone_before_queueing(session: BatchingSession) -> None:
