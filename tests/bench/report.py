@@ -35,17 +35,21 @@ def table(results: Sequence[Mapping[str, Any]]) -> str:
 
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> str:
     """value: the median of the target's back-to-back pairs (listed), else the value from
-    the table's medians (which is shown beside it either way)."""
+    the table's medians (which is shown beside it either way). bound: the best value this
+    box allows (tests/bench/targets.py's Bound), with whether that would meet the goal."""
     lines = [
-        "| target | value | pairs | from the table | goal | met |",
-        "|---|---:|---|---:|---|---|",
+        "| target | value | pairs | from the table | goal | met | bound on this box |",
+        "|---|---:|---|---:|---|---|---|",
     ]
     for g in goals:
         pairs = ", ".join(_num(v, ".2f") for v in g.get("pairs", ())) or "-"
+        bound = "-"
+        if g.get("bound") is not None:
+            bound = f"{g['bound']:.2f} ({'reachable' if g['reachable'] else 'goal out of reach'})"
         lines.append(
             f"| {g['target']} | {_num(g['value'], '.2f')} | {pairs} | "
             f"{_num(g.get('from_medians'), '.2f')} | {g['goal']} | "
-            f"{'yes' if g['met'] else 'no'} |"
+            f"{'yes' if g['met'] else 'no'} | {bound} |"
         )
     return "\n".join(lines)
 

@@ -423,6 +423,8 @@ def start_echo(bodies: dict[str, Path]) -> tuple[Server, Callable[[], None]]:
         raise
     target = f"127.0.0.1:{port}"
     loads = [Load("gRPC mlp", c, bodies["grpc-mlp-1"], grpc=target) for c in (1, 16, 64)]
+    # half_plus_two's request at 1 client: the p50 floor of its latency target.
+    loads.append(Load("gRPC half_plus_two", 1, bodies["grpc-half_plus_two-1"], grpc=target))
     return Server("echo", proc.pid, loads), lambda: procs.stop(proc)
 
 

@@ -110,3 +110,35 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
                 assert (label, clients) in in_process, target.name
                 checked += 1
     assert checked == 20
+
+
+def test_a_bound_says_whether_this_box_allows_the_goal_at_all() -> None:
+    by_name = {t.name: t for t in targets.all_targets(64)}
+    on_off = by_name["batching on / off, mlp, gRPC 64 clients"]
+    p50 = by_name["p50 at 1 client minus in-process p50, ms (half_plus_two, gRPC)"]
+    results = [
+        point(CEILING, "gRPC mlp", 64, 2000),
+        point(OFF, "gRPC mlp", 64, 1000),
+        point(ON, "gRPC mlp", 64, 1500),
+        point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.7),
+        point(OFF, "gRPC half_plus_two", 1, 900, p50=1.1),
+        point(IN_PROCESS, "half_plus_two batch 1", 1, 20000, p50=0.05),
+    ]
+    ratio, excess = targets.evaluate([on_off, p50], results, {})
+    # Batching that cost nothing would serve at the transport ceiling: 2000 / 1000 < 3.
+    assert ratio["bound"] == 2.0 and ratio["reachable"] is False
+    assert excess["bound"] == 0.7 and excess["reachable"] is False
+    results[0] = point(CEILING, "gRPC mlp", 64, 4000)
+    results[3] = point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.4)
+    ratio, excess = targets.evaluate([on_off, p50], results, {})
+    assert ratio["bound"] == 4.0 and ratio["reachable"] is True
+    assert excess["bound"] == 0.4 and excess["reachable"] is True
+    assert ratio["met"] is False  # reachable is not met: 1500 / 1000
+
+
+def test_without_its_points_a_bound_is_unknown_not_out_of_reach() -> None:
+    on_off = next(t for t in targets.all_targets(64) if t.name.startswith("batching on / off"))
+    [goal] = targets.evaluate([on_off], [point(OFF, "gRPC mlp", 64, 1000)], {})
+    assert goal["bound"] is None and goal["reachable"] is None
+    [plain] = targets.evaluate([ON_OFF], [point(CEILING, "gRPC mlp", 64, 2000)], {})
+    assert plain["bound"] is None and plain["reachable"] is None
