@@ -71,8 +71,11 @@ class FakeServable:
         x = inputs["x"]
         self.batches.append(x.copy())
         self.fetched.append(tuple(output_filter))
-        out = {"y": x * 2, "row_sum": x.reshape(len(x), -1).sum(axis=1)}
+        out = self.outputs(x)
         return {a: out[a] for a in output_filter}
+
+    def outputs(self, x: np.ndarray) -> dict[str, Any]:
+        return {"y": x * 2, "row_sum": x.reshape(len(x), -1).sum(axis=1)}
 
 
 @pytest.fixture
@@ -255,15 +258,8 @@ def test_variable_length_inputs_are_padded_when_enabled(session: BatchingSession
 
 def test_output_without_batch_dimension_fails_like_tf_serving(session: BatchingSession) -> None:
     class ScalarOut(FakeServable):
-        def run(
-            self,
-            signature: Any,
-            inputs: Mapping[str, np.ndarray],
-            output_filter: Sequence[str] = (),
-            *,
-            in_caller_thread: bool = False,
-        ) -> dict[str, np.ndarray]:
-            return {"y": np.float32(1.0)}  # type: ignore[dict-item]
+        def outputs(self, x: np.ndarray) -> dict[str, Any]:
+            return {"y": np.float32(1.0)}
 
     params = BatchingParameters(max_batch_size=4, num_batch_threads=1)
     fut = submit(session, ScalarOut(), rows(0, 2), params)
