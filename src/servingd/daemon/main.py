@@ -17,6 +17,7 @@ from servingd import __version__
 from servingd.config.errors import ConfigError
 from servingd.config.flags import not_applicable_flags, parse_flags
 from servingd.config.load import load_settings
+from servingd.daemon.heap_reuse import keep_freed_heap
 from servingd.daemon.logging_setup import configure_logging
 
 log = logging.getLogger("servingd")
@@ -41,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"servingd {__version__} (TensorFlow Serving API compatible)\n")
         return 0
     hangup = None if args.check_config else _EarlyHangup()
+    if not args.check_config:
+        keep_freed_heap()  # before TensorFlow and the servers allocate
     # stderr until the configuration says otherwise (config errors must reach someone).
     configure_logging(args.log_level, "stderr")
     try:
