@@ -15,7 +15,6 @@ applies where none is set. On a C library other than glibc it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Mapping
@@ -47,10 +46,7 @@ def keep_freed_heap(environ: Mapping[str, str] = os.environ) -> bool:
     if chosen:
         log.debug("malloc thresholds left to the environment (%s)", ", ".join(chosen))
         return False
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name)
+    libc = ctypes.CDLL(None)  # the interpreter's own C library, without a library search
     if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
         return False  # not glibc: its malloc has other knobs
     return bool(

@@ -42,10 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"servingd {__version__} (TensorFlow Serving API compatible)\n")
         return 0
     hangup = None if args.check_config else _EarlyHangup()
-    if not args.check_config:
-        keep_freed_heap()  # before TensorFlow and the servers allocate
     # stderr until the configuration says otherwise (config errors must reach someone).
     configure_logging(args.log_level, "stderr")
+    if not args.check_config:
+        keep_freed_heap()  # before TensorFlow and the servers allocate
     try:
         settings = load_settings(argv)
         from servingd.daemon.checks import check_machine
