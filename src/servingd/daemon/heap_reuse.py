@@ -5,8 +5,9 @@ returns the top of its heap to the kernel once more than its trim threshold is f
 large request's buffers (a 1 MB JSON body, simdjson's tape, the decoded tensor, TensorFlow's
 activations) are allocated and freed once per request, so every request faulted their pages
 in again: ~120 minor faults and ~0.5 ms of system time per REST `[64,784]` request, ~11
-with the thresholds raised. Raising them bounds nothing: memory a request freed stays
-mapped for the next one, as TensorFlow Serving's tcmalloc keeps it.
+with the thresholds raised. The price: up to the trim threshold, memory a request freed
+stays mapped for the next one instead of going back to the kernel, as TensorFlow Serving's
+tcmalloc keeps it.
 
 An operator who sets glibc's own MALLOC_*_ variables (`man mallopt`) keeps them: this only
 applies where none is set. On a C library other than glibc it does nothing.
