@@ -7,6 +7,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+from support.proc_threads import minor_faults
 from support.servingd_process import ServingdProcess
 
 ROUNDS = 20
@@ -17,11 +18,6 @@ BODY = json.dumps({"instances": [i * 0.37 for i in range(VALUES)]}).encode()
 # Seen per request: ~65 with the heap kept; 124-800 with glibc's defaults (it varies with
 # the allocation history: glibc's thresholds move as it frees).
 MAX_FAULTS_PER_REQUEST = 200
-
-
-def _minor_faults(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[7])
 
 
 def test_large_requests_reuse_freed_memory(tf_serving_testdata: Path) -> None:
@@ -37,8 +33,8 @@ def test_large_requests_reuse_freed_memory(tf_serving_testdata: Path) -> None:
 
         for _ in range(3):  # the heap grows to the working set first
             predict()
-        before = _minor_faults(server.proc.pid)
+        before = minor_faults(server.proc.pid)
         for _ in range(ROUNDS):
             predict()
-        faults = (_minor_faults(server.proc.pid) - before) / ROUNDS
+        faults = (minor_faults(server.proc.pid) - before) / ROUNDS
     assert faults < MAX_FAULTS_PER_REQUEST, faults

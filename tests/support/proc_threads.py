@@ -1,4 +1,5 @@
-"""A process's threads as /proc shows them: name, nice value and CPU time, per thread."""
+"""A process and its threads as /proc shows them: name, nice value and CPU time per thread;
+the process's page faults."""
 
 from __future__ import annotations
 
@@ -18,10 +19,20 @@ def threads(pid: int) -> dict[int, tuple[str, int, int]]:
         except FileNotFoundError:  # the thread ended meanwhile
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
+        fields = _fields_after_name(stat)
         # fields[0] is stat's 3rd field: utime and stime are the 14th and 15th, nice the 19th
         out[int(task.name)] = (name, int(fields[16]), int(fields[11]) + int(fields[12]))
     return out
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of `pid` so far, all its threads (stat's 10th field)."""
+    return int(_fields_after_name(Path(f"/proc/{pid}/stat").read_text())[7])
+
+
+def _fields_after_name(stat: str) -> list[str]:
+    """A stat line's fields from its 3rd on (the name before them may hold spaces)."""
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def cpu_ticks(pid: int, name: str) -> int:
