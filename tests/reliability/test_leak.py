@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (
 from integration.test_grpc_predict import wait_for
 from reliability.conftest import soak_count
 from servingd.tools.export_models import export_mlp
+from support.proc_threads import resident_bytes
 from support.servingd_process import ServingdProcess
 
 pytestmark = pytest.mark.slow
@@ -33,13 +34,6 @@ pytestmark = pytest.mark.slow
 WARMUP_CYCLES = 5
 END = get_model_status_pb2.ModelVersionStatus.END
 MAX_GROWTH = 0.05
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def reload_request(base: Path, version: int) -> model_management_pb2.ReloadConfigRequest:
@@ -94,11 +88,11 @@ def test_load_unload_cycles_do_not_leak(tmp_path: Path, figure: Callable[..., st
 
         for _ in range(WARMUP_CYCLES):  # allocator pools and TF's caches reach their size
             cycle()
-        before = rss_bytes(server.proc.pid)
+        before = resident_bytes(server.proc.pid)
         start = time.monotonic()
         for _ in range(cycles):
             cycle()
-        after = rss_bytes(server.proc.pid)
+        after = resident_bytes(server.proc.pid)
         growth = (after - before) / before
         figure(
             "leak_check",

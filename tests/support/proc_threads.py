@@ -1,5 +1,5 @@
 """A process and its threads as /proc shows them: name, nice value and CPU time per thread;
-the process's page faults."""
+the process's page faults and resident memory."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def threads(pid: int) -> dict[int, tuple[str, int, int]]:
 def minor_faults(pid: int) -> int:
     """Minor page faults of `pid` so far, all its threads (stat's 10th field)."""
     return int(_fields_after_name(Path(f"/proc/{pid}/stat").read_text())[7])
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of `pid` (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def _fields_after_name(stat: str) -> list[str]:

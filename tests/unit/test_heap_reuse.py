@@ -1,5 +1,6 @@
 """keep_freed_heap: large allocations freed and made again stop faulting their pages in,
-and an operator's own malloc environment is left alone.
+and an operator's own malloc environment is left alone; release_freed_heap hands what was
+kept back to the kernel.
 
 Each case runs in a fresh interpreter: malloc's thresholds are process-wide.
 """
@@ -26,6 +27,35 @@ for _ in range(50):
     churn()
 print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50)
 """
+
+
+# 64 MiB in 1 MiB pieces (a model's tensors) freed with the heap kept; then released or not.
+_UNLOAD = """
+import sys
+from servingd.daemon.heap_reuse import keep_freed_heap, release_freed_heap
+def resident():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+assert keep_freed_heap({})
+weights = [bytearray(b"w" * (1 << 20)) for _ in range(64)]
+held = resident()
+del weights
+released = sys.argv[1] == "release" and release_freed_heap()
+print(released, (held - resident()) / (1 << 20))
+"""
+
+
+def _mib_returned(mode: str) -> tuple[bool, float]:
+    """(whether release_freed_heap released anything, MiB the process shrank by)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _UNLOAD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout.split()
+    return out[0] == "True", float(out[1])
 
 
 def _faults_per_churn(*environ: str, keep: bool = True) -> tuple[bool, float]:
@@ -64,3 +94,17 @@ def test_unrelated_tunables_do_not_stop_it() -> None:
     kept, faults = _faults_per_churn("GLIBC_TUNABLES=glibc.cpu.x86_ibt=off")
     assert kept
     assert faults < 20, faults
+
+
+def test_release_hands_the_kept_heap_back() -> None:
+    released, mib = _mib_returned("release")
+    assert released
+    assert mib > 56, mib
+
+
+def test_without_release_the_kept_heap_stays() -> None:
+    """What release_freed_heap is for (an unloaded model's memory), so the test above can
+    fail."""
+    released, mib = _mib_returned("keep")
+    assert not released
+    assert mib < 8, mib

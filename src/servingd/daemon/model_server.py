@@ -40,6 +40,7 @@ from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
+from servingd.daemon.heap_reuse import release_freed_heap
 from servingd.servables.saved_model import SavedModelLoader, SessionOptions
 from servingd.servables.warmup import WarmupOptions
 from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
@@ -111,6 +112,13 @@ class ServingSummary:
         )
 
 
+def _release_heap_at_end(event: ServableState) -> None:
+    """A version at END has freed what it held (unloaded, or its load failed): its pages go
+    back to the kernel (daemon.heap_reuse). On the manager thread that published it."""
+    if event.manager_state is ManagerState.END:
+        release_freed_heap()
+
+
 class ModelServer:
     def __init__(
         self,
@@ -126,6 +134,7 @@ class ModelServer:
         self._on_config_file_changed = on_config_file_changed
         self.settings = settings
         self.bus: EventBus[ServableState] = EventBus()
+        self.bus.subscribe(_release_heap_at_end)
         self.monitor = ServableStateMonitor(self.bus)
         self.manager = AspiredVersionsManager(
             self.bus,
