@@ -46,28 +46,26 @@ print(released, (held - resident()) / (1 << 20))
 """
 
 
-def _mib_returned(mode: str) -> tuple[bool, float]:
-    """(whether release_freed_heap released anything, MiB the process shrank by)."""
+def _run_fresh(script: str, *args: str) -> tuple[bool, float]:
+    """Runs `script` in a fresh interpreter; the two words it prints, as (bool, float)."""
     out = subprocess.run(
-        [sys.executable, "-c", _UNLOAD, mode],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     ).stdout.split()
     return out[0] == "True", float(out[1])
+
+
+def _mib_returned(mode: str) -> tuple[bool, float]:
+    """(whether release_freed_heap released anything, MiB the process shrank by)."""
+    return _run_fresh(_UNLOAD, mode)
 
 
 def _faults_per_churn(*environ: str, keep: bool = True) -> tuple[bool, float]:
     """(whether the thresholds were raised, minor page faults per churn)."""
-    out = subprocess.run(
-        [sys.executable, "-c", _CHURN, "keep" if keep else "skip", *environ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout.split()
-    return out[0] == "True", float(out[1])
+    return _run_fresh(_CHURN, "keep" if keep else "skip", *environ)
 
 
 def test_freed_buffers_are_reused_without_faulting_again() -> None:
