@@ -31,18 +31,15 @@ print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50)
 
 # 64 MiB in 1 MiB pieces (a model's tensors) freed with the heap kept; then released or not.
 _UNLOAD = """
-import sys
+import os, sys
 from servingd.daemon.heap_reuse import keep_freed_heap, release_freed_heap
-def resident():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+from support.proc_threads import resident_bytes
 assert keep_freed_heap({})
 weights = [bytearray(b"w" * (1 << 20)) for _ in range(64)]
-held = resident()
+held = resident_bytes(os.getpid())
 del weights
 released = sys.argv[1] == "release" and release_freed_heap()
-print(released, (held - resident()) / (1 << 20))
+print(released, (held - resident_bytes(os.getpid())) / (1 << 20))
 """
 
 
