@@ -12,11 +12,13 @@ tcmalloc keeps it.
 A version's unload frees its weights and graph at once, and those must go back: with the
 thresholds raised, unloading a model of 16 MiB tensors left the process as large as before
 (661 -> 661 MiB; 615 -> 561 with glibc's defaults). So the daemon calls
-`release_freed_heap` (malloc_trim) after every unload: 0.3-6 ms on a manager thread, and
-the process shrinks by what the version held (661 -> 559 MiB).
+`release_freed_heap` (malloc_trim) for every version that reaches END (unloaded, or its
+load failed): 0.3-6 ms on a manager thread, and the process shrinks by what the version
+held (661 -> 559 MiB).
 
-An operator who sets glibc's own MALLOC_*_ variables (`man mallopt`) keeps them: this only
-applies where none is set. On a C library other than glibc it does nothing.
+An operator who sets glibc's own MALLOC_*_ variables (`man mallopt`) keeps them: the
+thresholds are raised only where none is set (the release at END runs either way). On a C
+library other than glibc both do nothing.
 """
 
 from __future__ import annotations
