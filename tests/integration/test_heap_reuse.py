@@ -65,9 +65,11 @@ def _models_request(*models: tuple[str, Path]) -> model_management_pb2.ReloadCon
 
 
 def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, tf_serving_testdata: Path) -> None:
-    """The heap kept for requests must not keep an unloaded version's weights too: seen
-    586 -> 527 MiB over the unload; 615 -> 615 with the release (daemon.heap_reuse)
-    dropped."""
+    """The heap kept for requests must not keep an unloaded version's weights too, nor
+    TensorFlow's oneDNN pool (daemon.heap_reuse): seen 587 -> 527-544 MiB over the unload;
+    587 -> 587 with the release at END dropped; 613-626 -> 602-621 with TensorFlow's own
+    pool (TF_ONEDNN_USE_SYSTEM_ALLOCATOR unset, on a CPU where oneDNN is on). RSS is read
+    until it drops (a few seconds at most), since a page freed just after END still counts."""
     export_mlp(tmp_path / "big" / "1", BIG_LAYERS)
     small = ("hp2", tf_serving_testdata / "saved_model_half_plus_two_cpu")
     config = tmp_path / "models.config"
@@ -86,5 +88,13 @@ def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, tf_serving_test
             return all(s.state == get_model_status_pb2.ModelVersionStatus.END for s in states)
 
         wait_for(big_ended, 60, "the big model's unload")
-        unloaded = resident_bytes(server.proc.pid)
-    assert loaded - unloaded > WEIGHT_BYTES / 2, (loaded >> 20, unloaded >> 20)
+        seen: list[int] = []
+
+        def given_back() -> bool:
+            seen.append(resident_bytes(server.proc.pid))
+            return loaded - seen[-1] > WEIGHT_BYTES / 2
+
+        try:
+            wait_for(given_back, 5, "RSS to fall by half the weights")
+        except AssertionError as exc:
+            raise AssertionError(f"RSS {loaded >> 20} -> {min(seen) >> 20} MiB") from exc

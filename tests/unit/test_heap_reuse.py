@@ -1,6 +1,6 @@
 """keep_freed_heap: large allocations freed and made again stop faulting their pages in,
 and an operator's own malloc environment is left alone; release_freed_heap hands what was
-kept back to the kernel.
+kept back to the kernel; tensors_from_malloc keeps TensorFlow's tensors out of its own pool.
 
 Each case runs in a fresh interpreter: malloc's thresholds are process-wide.
 """
@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from servingd.daemon.heap_reuse import keep_freed_heap
+from servingd.daemon.heap_reuse import keep_freed_heap, tensors_from_malloc
 
 # Three 1 MiB buffers written and freed, as a request's body, parse tape and tensor are.
 _CHURN = """
@@ -103,3 +103,15 @@ def test_without_release_the_kept_heap_stays() -> None:
     released, mib = _mib_returned("keep")
     assert not released
     assert mib < 8, mib
+
+
+def test_tensorflow_is_told_to_take_tensors_from_malloc() -> None:
+    environ: dict[str, str] = {"PATH": "/usr/bin"}
+    assert tensors_from_malloc(environ)
+    assert environ == {"PATH": "/usr/bin", "TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1"}
+
+
+def test_an_operators_allocator_choice_wins() -> None:
+    environ = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "0"}
+    assert not tensors_from_malloc(environ)
+    assert environ == {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "0"}
