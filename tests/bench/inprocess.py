@@ -3,10 +3,11 @@
     python -m tests.bench.inprocess --model-dir DIR --features 784 --batch 1 --duration 3
 
 Loads the version with servingd's own SavedModelLoader (one Session, a cached C++
-callable) and calls `SavedModelServable.run` in a loop on one thread, TensorFlow's ops in
-that thread (`in_caller_thread`, as servingd's inline runs; at batch 64 as fast as through
-TensorFlow's inter-op threads, and at batch 1 faster: the stricter limit); prints one JSON
-object with requests (calls), rows/s and per-call latency percentiles (ms).
+callable) under the daemon's allocator settings (daemon.heap_reuse) and calls
+`SavedModelServable.run` in a loop on one thread, TensorFlow's ops in that thread
+(`in_caller_thread`, as servingd's inline runs; at batch 64 as fast as through TensorFlow's
+inter-op threads, and at batch 1 faster: the stricter limit); prints one JSON object with
+requests (calls), rows/s and per-call latency percentiles (ms).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from servingd.core.ids import ServableId
+from servingd.daemon.heap_reuse import keep_freed_heap, tensors_from_malloc
 from servingd.servables.saved_model import SavedModelLoader
 
 
@@ -32,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
     args = p.parse_args(argv)
+    keep_freed_heap()  # the daemon's malloc settings, as servingd's main() makes them
+    tensors_from_malloc()
     loader = SavedModelLoader(ServableId("bench", 1), args.model_dir)
     loader.load()
     servable = loader.servable()
