@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from servingd.core.ids import ServableId
-from servingd.daemon.heap_reuse import keep_freed_heap, tensors_from_malloc
+from servingd.daemon.heap_reuse import apply_allocator_settings
 from servingd.servables.saved_model import SavedModelLoader
 
 
@@ -34,8 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
     args = p.parse_args(argv)
-    keep_freed_heap()  # the daemon's malloc settings, as servingd's main() makes them
-    tensors_from_malloc()
+    apply_allocator_settings()  # as servingd's main() makes them
     loader = SavedModelLoader(ServableId("bench", 1), args.model_dir)
     loader.load()
     servable = loader.servable()

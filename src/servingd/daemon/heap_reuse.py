@@ -103,3 +103,10 @@ def release_freed_heap() -> bool:
     glibc's defaults, freed pages below the top of a heap stay mapped too."""
     libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
+
+
+def apply_allocator_settings() -> None:
+    """The daemon's memory settings, made once at start before any model loads:
+    keep_freed_heap and tensors_from_malloc (the bench's in-process limit makes them too)."""
+    keep_freed_heap()
+    tensors_from_malloc()

@@ -17,7 +17,7 @@ from servingd import __version__
 from servingd.config.errors import ConfigError
 from servingd.config.flags import not_applicable_flags, parse_flags
 from servingd.config.load import load_settings
-from servingd.daemon.heap_reuse import keep_freed_heap, tensors_from_malloc
+from servingd.daemon.heap_reuse import apply_allocator_settings
 from servingd.daemon.logging_setup import configure_logging
 
 log = logging.getLogger("servingd")
@@ -45,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # stderr until the configuration says otherwise (config errors must reach someone).
     configure_logging(args.log_level, "stderr")
     if not args.check_config:
-        keep_freed_heap()  # before TensorFlow and the servers allocate
-        tensors_from_malloc()  # before the first model loads
+        apply_allocator_settings()  # before the servers allocate and the first model loads
     try:
         settings = load_settings(argv)
         from servingd.daemon.checks import check_machine
