@@ -17,8 +17,12 @@ own gRPC server, services and admission wrapper; only the handler body differs:
   bridge  + waiting as servingd does: a concurrent.futures.Future per request, set by
             another thread, reaching the loop through LoopBridge
   full    servingd's batched path: scheduler, batch thread, TensorFlow
+  loopbatch  `lookup`, then the calls that arrive in one loop iteration merged and run by
+          TensorFlow on the event loop itself (ops in the caller thread), no batch thread
+  off     servingd with batching off (inline runs on the loop), for reference
 
-The differences between neighbouring rows are what each layer costs on the loop thread;
+The differences between neighbouring rows are what each layer costs on the loop thread
+(the last two are alternatives to `full`, not layers on it);
 `canned` against the transport ceiling of `make bench` is what the daemon's server costs.
 Not part of `make bench` (two minutes more, and only about servingd's own structure).
 """
@@ -48,7 +52,7 @@ from support.servingd_process import ServingdProcess  # noqa: E402
 from tests.bench import loadgen, run  # noqa: E402
 
 log = logging.getLogger("ablation")
-STEPS = ("canned", "decode", "lookup", "loop", "thread", "bridge", "full")
+STEPS = ("canned", "decode", "lookup", "loop", "thread", "bridge", "full", "loopbatch", "off")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -111,6 +115,28 @@ def patched_predict(step: str) -> Callable[..., Any]:
         on_loop.clear()
         _set_all(waiters)
 
+    batch: list[tuple[dict[str, np.ndarray], asyncio.Future[Any]]] = []
+
+    def run_batch_on_loop(servable: Any, signature: Any) -> None:
+        from servingd.batching import tensors
+
+        items = batch[:]
+        batch.clear()
+        merged = tensors.merge(
+            [inputs for inputs, _ in items],
+            list(signature.inputs),
+            padded_size=len(items),
+            pad_variable_length=False,
+        )
+        outputs = servable.run(signature, merged, list(signature.outputs), in_caller_thread=True)
+        parts = tensors.split(
+            outputs, [1] * len(items), [tuple(signature.outputs)] * len(items),
+            padded_size=len(items),
+        )  # fmt: skip
+        for (_, waiter), part in zip(items, parts, strict=True):
+            if not waiter.done():
+                waiter.set_result(part)
+
     to_thread = _bulk_resolver(resolve_threadsafe) if step == "thread" else None
     to_bridge = _bulk_resolver(resolve_concurrent) if step == "bridge" else None
 
@@ -142,9 +168,18 @@ def patched_predict(step: str) -> Callable[..., Any]:
                 handle = self._runner.lookup.handle(spec.name, spec.version, spec.label)
                 try:
                     signature = handle.servable.signature(spec.signature_name)
-                    signature.validate_inputs(inputs)
+                    feeds = signature.validate_inputs(inputs)
                     signature.validate_output_filter(())
-                    await wait_like_a_batch()
+                    if step == "loopbatch":
+                        waiter = asyncio.get_running_loop().create_future()
+                        batch.append((dict(zip(signature.inputs, feeds, strict=True)), waiter))
+                        if len(batch) == 1:
+                            asyncio.get_running_loop().call_soon(
+                                run_batch_on_loop, handle.servable, signature
+                            )
+                        await waiter
+                    else:
+                        await wait_like_a_batch()
                 finally:
                     handle.release()
         response = predict_pb2.PredictResponse()
@@ -159,7 +194,7 @@ def serve(step: str, flags: Sequence[str]) -> int:
     from servingd.apis.grpc import prediction_service
     from servingd.daemon.main import main
 
-    if step != "full":
+    if step not in ("full", "off"):
         prediction_service.PredictionService.Predict = patched_predict(step)
     return main(list(flags))
 
@@ -225,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         servers = {
             step: ServingdProcess(
-                flags,
+                flags if step != "off" else flags[:2],
                 command=[sys.executable, "-m", "tests.bench.ablation", "serve", step, "--"],
                 env={"PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
             )

@@ -1,0 +1,223 @@
+"""Two servingd builds side by side: the way to measure one change on a box that drifts.
+
+    python -m tests.bench.side_by_side --b-python OTHER/bin/python
+    python -m tests.bench.side_by_side --b-src /tmp/old/src        # git worktree of HEAD~1
+    python -m tests.bench.side_by_side --b-env TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 --rounds 8
+    python -m tests.bench.side_by_side --b-flag=--inline_run_max_ms=0
+
+Side A is this interpreter and this tree's `src`; side B differs by its interpreter (another
+virtualenv: other dependency versions), its source tree, its environment, or its extra
+daemon flags (`--b-flag`). Each side runs one daemon with batching on and one with it off,
+all up at once, serving the project's MLP and half_plus_two; then every load point (h2load,
+gRPC batch-1 requests, 64 and 1 clients) is measured on A and B back to back, the order
+alternating per round. Sequential runs of `make bench` on the 2-vCPU bench box differ by up
+to 2-3x within minutes (CPU steal); a pair taken a few seconds apart shares the drift, so the
+median of the per-round ratios B/A is the number to quote (with its pairs).
+
+A virtualenv for side B that changes only some packages can reuse this one's for the rest:
+    python -m venv /tmp/b && /tmp/b/bin/pip install --no-deps grpcio==X ...
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/b/lib/python3.11/site-packages/zz.pth
+Not part of `make bench` (it answers "did this change help", not "how fast is servingd").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.servingd_process import ServingdProcess  # noqa: E402
+from tests.bench import loadgen, run  # noqa: E402
+
+log = logging.getLogger("side_by_side")
+MODELS = ("mlp", "half_plus_two")
+POINTS = (("mlp", 64), ("mlp", 1), ("half_plus_two", 64), ("half_plus_two", 1))
+MODES = ("on", "off")
+
+
+@dataclass
+class Side:
+    name: str
+    python: str
+    src: Path
+    env: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        parts = [f"python {self.python}", f"src {self.src}"]
+        parts += [f"{k}={v}" for k, v in self.env.items()]
+        parts += self.flags
+        return ", ".join(parts)
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+
+
+def _env_pairs(items: Sequence[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--*-env wants KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Side]:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.side_by_side")
+    for side in ("a", "b"):
+        p.add_argument(f"--{side}-python", default=sys.executable)
+        p.add_argument(f"--{side}-src", type=Path, default=ROOT / "src")
+        p.add_argument(f"--{side}-env", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument(
+            f"--{side}-flag",
+            action="append",
+            default=[],
+            metavar="FLAG",
+            help=f"a daemon flag for side {side.upper()}, as --{side}-flag=--name=value",
+        )
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per point")
+    p.add_argument("--modes", default=",".join(MODES), help="batching modes: on,off")
+    args = p.parse_args(argv)
+    sides = [
+        Side(
+            name.upper(),
+            getattr(args, f"{name}_python"),
+            getattr(args, f"{name}_src").resolve(),
+            _env_pairs(getattr(args, f"{name}_env")),
+            list(getattr(args, f"{name}_flag")),
+        )
+        for name in ("a", "b")
+    ]
+    if sides[0].describe() == sides[1].describe():
+        p.error(
+            "sides A and B are the same: give B another --b-python, --b-src, --b-env or --b-flag"
+        )
+    return args, sides[0], sides[1]
+
+
+def measure(target: str, body: bytes, reply: int | None, clients: int, seconds: float) -> Sample:
+    warmup = 0.5
+    running = loadgen.start(
+        url=f"http://{target}{run.PREDICT}",
+        body=body,
+        clients=clients,
+        seconds=warmup + seconds,
+        grpc=True,
+    )
+    done = loadgen.finish(
+        running, (running.started + warmup, running.started + warmup + seconds), reply
+    )
+    if done.errors or not done.requests:
+        raise RuntimeError(f"{target}, {clients} clients: {done.requests} requests, {done.errors}")
+    return Sample(done.requests / seconds, float(np.percentile(done.latencies_ms, 50)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, a, b = parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from servingd.tools.export_models import export_half_plus_two, export_mlp
+
+    samples: dict[tuple[str, str, int, str], list[Sample]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="servingd-side-by-side-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        work = Path(tmp)
+        export_mlp(work / "mlp" / "1")
+        export_half_plus_two(work / "half_plus_two" / "1")
+        bodies = run.write_bodies(work)
+        params = work / "batching.pbtxt"
+        params.write_text(run.BATCHING_PARAMETERS)
+        config = run.model_config(work, {m: work / m for m in MODELS}, {m: m for m in MODELS})
+        base = [f"--model_config_file={config}", "--file_system_poll_wait_seconds=0"]
+        batching = ["--enable_batching", f"--batching_parameters_file={params}"]
+        targets: dict[tuple[str, str], str] = {}
+        servers = []
+        for side in (a, b):
+            for mode in modes:
+                server = ServingdProcess(
+                    base + (batching if mode == "on" else []) + side.flags,
+                    command=[side.python, "-m", "servingd.daemon.main"],
+                    env={"PYTHONPATH": str(side.src), **side.env},
+                )
+                stack.callback(server.stop)
+                server.start()
+                servers.append((side.name, mode, server))
+        for name, mode, server in servers:
+            server.wait_healthy(300)
+            targets[(name, mode)] = server.grpc_target
+        replies = {
+            (key, model): run._reply_bytes(run.Load("gRPC", 1, bodies[f"grpc-{model}-1"], grpc=t))
+            for key, t in targets.items()
+            for model in MODELS
+        }
+        for round_ in range(args.rounds):
+            order = (a, b) if round_ % 2 == 0 else (b, a)
+            for mode in modes:
+                for model, clients in POINTS:
+                    body = bodies[f"grpc-{model}-1"].read_bytes()
+                    for side in order:
+                        key = (side.name, mode)
+                        sample = measure(
+                            targets[key], body, replies[(key, model)], clients, args.duration
+                        )
+                        samples.setdefault((mode, model, clients, side.name), []).append(sample)
+            log.info("round %d of %d done", round_ + 1, args.rounds)
+    sys.stdout.write(report(samples, modes, a, b, args))
+    return 0
+
+
+def report(
+    samples: dict[tuple[str, str, int, str], list[Sample]],
+    modes: Sequence[str],
+    a: Side,
+    b: Side,
+    args: argparse.Namespace,
+) -> str:
+    lines = [
+        f"A: {a.describe()}",
+        f"B: {b.describe()}",
+        f"gRPC batch-1 requests, {args.rounds} alternating rounds of {args.duration:g} s per point",
+        "",
+        "| batching | model | clients | A req/s | B req/s | B/A pairs | B/A median "
+        "| A p50 ms | B p50 ms |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for mode in modes:
+        for model, clients in POINTS:
+            sa, sb = samples[(mode, model, clients, "A")], samples[(mode, model, clients, "B")]
+            ratios = [y.rps / x.rps for x, y in zip(sa, sb, strict=True)]
+            cells = [
+                mode,
+                model,
+                str(clients),
+                f"{statistics.median(s.rps for s in sa):.0f}",
+                f"{statistics.median(s.rps for s in sb):.0f}",
+                ", ".join(f"{r:.2f}" for r in ratios),
+                f"{statistics.median(ratios):.2f}",
+                f"{statistics.median(s.p50_ms for s in sa):.2f}",
+                f"{statistics.median(s.p50_ms for s in sb):.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""tests/bench/side_by_side.py: what it compares, and the ratio it reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bench import side_by_side
+from tests.bench.side_by_side import POINTS, Sample
+
+
+def test_sides_that_do_not_differ_are_refused() -> None:
+    with pytest.raises(SystemExit):
+        side_by_side.parse_args([])
+
+
+def test_side_b_takes_its_interpreter_env_and_flags() -> None:
+    args, a, b = side_by_side.parse_args(
+        ["--b-python", "/opt/b/python", "--b-env", "K=v=1", "--b-flag=--inline_run_max_ms=0"]
+    )
+    assert b.python == "/opt/b/python" and a.python != b.python
+    assert b.env == {"K": "v=1"} and a.env == {}
+    assert b.flags == ["--inline_run_max_ms=0"]
+    assert args.rounds == 6
+
+
+def test_an_env_item_without_a_value_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        side_by_side.parse_args(["--b-env", "NO_EQUALS"])
+
+
+def test_the_reported_ratio_is_the_median_of_the_rounds_ratios() -> None:
+    # Drift: the box is 3x faster in the last round and half as fast in the second. B is
+    # 1.1x A in two rounds of three; the ratio of the sides' medians would say 1.3.
+    args, a, b = side_by_side.parse_args(["--b-python", "/opt/b/python", "--rounds", "3"])
+    a_rps, b_rps = [1000.0, 500.0, 3000.0], [1300.0, 550.0, 3300.0]
+    samples = {}
+    for model, clients in POINTS:
+        samples[("on", model, clients, "A")] = [Sample(r, 1.0) for r in a_rps]
+        samples[("on", model, clients, "B")] = [Sample(r, 0.5) for r in b_rps]
+    text = side_by_side.report(samples, ["on"], a, b, args)
+    row = next(line for line in text.splitlines() if line.startswith("| on | mlp | 64 "))
+    assert row == "| on | mlp | 64 | 1000 | 1300 | 1.30, 1.10, 1.10 | 1.10 | 1.00 | 0.50 |"
