@@ -12,7 +12,9 @@ all up at once, serving the project's MLP and half_plus_two; then every load poi
 gRPC batch-1 requests, 64 and 1 clients) is measured on A and B back to back, the order
 alternating per round. Sequential runs of `make bench` on the 2-vCPU bench box differ by up
 to 2-3x within minutes (CPU steal); a pair taken a few seconds apart shares the drift, so the
-median of the per-round ratios B/A is the number to quote (with its pairs).
+median of the per-round ratios B/A is the number to quote (with its pairs). Calibration, A/A
+(both sides this tree, B with a dummy variable; batching on, 6 rounds of 2.5 s): medians
+0.95-1.06, single pairs 0.78-1.23. A change shows when its pairs lie on one side of 1.
 
 A virtualenv for side B that changes only some packages can reuse this one's for the rest:
     python -m venv /tmp/b && /tmp/b/bin/pip install --no-deps grpcio==X ...

@@ -19,6 +19,7 @@ from servingd.batching.scheduler import SharedBatchScheduler
 from servingd.batching.session import FROM_VERSION, SHORT_BATCH_RUN_S, BatchingSession
 from servingd.batching.version_parameters import read_version_parameters
 from servingd.config.errors import ConfigError
+from servingd.core import metrics
 from servingd.core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from servingd.core.ids import ServableId
 
@@ -160,6 +161,41 @@ def test_large_task_is_split_and_reassembled(session: BatchingSession) -> None:
     out = submit(session, servable, x, params).result(WAIT)
     np.testing.assert_array_equal(out["y"], x * 2)
     assert [len(b) for b in servable.batches] == [4, 4, 4]  # 4 + 4 + 3 padded to 4
+
+
+def queuing_latency(model: str) -> tuple[float, float]:
+    """(count, sum in microseconds) of TF Serving's queuing_latency for `model`."""
+    labels = {"thread_pool_name": BatchingParameters().thread_pool_name, "model_name": model}
+    name = metrics.BATCHING_QUEUING_LATENCY._name
+    count = metrics.REGISTRY.get_sample_value(f"{name}_count", labels) or 0.0
+    total = metrics.REGISTRY.get_sample_value(f"{name}_sum", labels) or 0.0
+    return count, total
+
+
+def test_queuing_latency_is_observed_once_per_task_with_its_wait(
+    session: BatchingSession,
+) -> None:
+    sid = ServableId("queuing_latency_model", 1)
+    servable = FakeServable()
+    servable.gate.clear()
+    params = BatchingParameters(
+        max_batch_size=20,
+        enable_large_batch_splitting=True,
+        max_execution_batch_size=4,
+        batch_timeout_micros=0,
+        num_batch_threads=1,
+    )
+    before = queuing_latency(sid.name)
+    running = submit(session, servable, rows(0, 1), params, sid=sid)
+    assert servable.entered.wait(WAIT)
+    queued = submit(session, servable, rows(1, 11), params, sid=sid)  # 3 pieces
+    time.sleep(0.2)  # it waits behind the held batch
+    servable.gate.set()
+    running.result(WAIT)
+    np.testing.assert_array_equal(queued.result(WAIT)["y"], rows(1, 11) * 2)
+    count, total = (a - b for a, b in zip(queuing_latency(sid.name), before, strict=True))
+    assert count == 2  # one per task, not per piece
+    assert 0.2e6 <= total < WAIT * 1e6
 
 
 def test_task_larger_than_max_batch_size_is_refused(session: BatchingSession) -> None:
