@@ -43,7 +43,6 @@ from support.servingd_process import ServingdProcess  # noqa: E402
 from tests.bench import loadgen, run  # noqa: E402
 
 log = logging.getLogger("side_by_side")
-MODELS = ("mlp", "half_plus_two")
 POINTS = (("mlp", 64), ("mlp", 1), ("half_plus_two", 64), ("half_plus_two", 1))
 MODES = ("on", "off")
 
@@ -79,6 +78,16 @@ def _env_pairs(items: Sequence[str]) -> dict[str, str]:
     return pairs
 
 
+def _points(text: str) -> tuple[tuple[str, int], ...]:
+    points = []
+    for item in text.split(","):
+        model, sep, clients = item.partition(":")
+        if not sep or model not in run.FEATURES or not clients.isdigit() or int(clients) < 1:
+            raise argparse.ArgumentTypeError(f"want MODEL:CLIENTS, MODEL one of {run.FEATURES}")
+        points.append((model, int(clients)))
+    return tuple(points)
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Side]:
     p = argparse.ArgumentParser(prog="python -m tests.bench.side_by_side")
     for side in ("a", "b"):
@@ -95,6 +104,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Si
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per point")
     p.add_argument("--modes", default=",".join(MODES), help="batching modes: on,off")
+    p.add_argument(
+        "--points",
+        type=_points,
+        default=POINTS,
+        help="MODEL:CLIENTS,... (models: mlp, half_plus_two, wide_mlp)",
+    )
     args = p.parse_args(argv)
     sides = [
         Side(
@@ -134,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, a, b = parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from servingd.tools.export_models import export_half_plus_two, export_mlp
+    from servingd.tools.export_models import EXPORTERS
+
+    models = sorted({model for model, _ in args.points})
 
     samples: dict[tuple[str, str, int, str], list[Sample]] = {}
     with (
@@ -142,12 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.ExitStack() as stack,
     ):
         work = Path(tmp)
-        export_mlp(work / "mlp" / "1")
-        export_half_plus_two(work / "half_plus_two" / "1")
+        for model in models:
+            EXPORTERS[model](work / model / "1")
         bodies = run.write_bodies(work)
         params = work / "batching.pbtxt"
         params.write_text(run.BATCHING_PARAMETERS)
-        config = run.model_config(work, {m: work / m for m in MODELS}, {m: m for m in MODELS})
+        config = run.model_config(work, {m: work / m for m in models}, {m: m for m in models})
         base = [f"--model_config_file={config}", "--file_system_poll_wait_seconds=0"]
         batching = ["--enable_batching", f"--batching_parameters_file={params}"]
         targets: dict[tuple[str, str], str] = {}
@@ -168,12 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         replies = {
             (key, model): run._reply_bytes(run.Load("gRPC", 1, bodies[f"grpc-{model}-1"], grpc=t))
             for key, t in targets.items()
-            for model in MODELS
+            for model in models
         }
         for round_ in range(args.rounds):
             order = (a, b) if round_ % 2 == 0 else (b, a)
             for mode in modes:
-                for model, clients in POINTS:
+                for model, clients in args.points:
                     body = bodies[f"grpc-{model}-1"].read_bytes()
                     for side in order:
                         key = (side.name, mode)
@@ -203,7 +220,7 @@ def report(
         "|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for mode in modes:
-        for model, clients in POINTS:
+        for model, clients in args.points:
             sa, sb = samples[(mode, model, clients, "A")], samples[(mode, model, clients, "B")]
             ratios = [y.rps / x.rps for x, y in zip(sa, sb, strict=True)]
             cells = [

@@ -40,3 +40,13 @@ def test_the_reported_ratio_is_the_median_of_the_rounds_ratios() -> None:
     text = side_by_side.report(samples, ["on"], a, b, args)
     row = next(line for line in text.splitlines() if line.startswith("| on | mlp | 64 "))
     assert row == "| on | mlp | 64 | 1000 | 1300 | 1.30, 1.10, 1.10 | 1.10 | 1.00 | 0.50 |"
+
+
+def test_points_name_the_bench_models_and_client_counts() -> None:
+    args, _, _ = side_by_side.parse_args(
+        ["--b-python", "/opt/b/python", "--points", "wide_mlp:64,mlp:1"]
+    )
+    assert args.points == (("wide_mlp", 64), ("mlp", 1))
+    for bad in ("resnet:64", "mlp", "mlp:0", "mlp:x"):
+        with pytest.raises(SystemExit):
+            side_by_side.parse_args(["--b-python", "/opt/b/python", "--points", bad])
