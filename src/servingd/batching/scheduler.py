@@ -137,7 +137,7 @@ class Batch:
     key: QueueKey
     slices: tuple[BatchSlice, ...]
     params: BatchingParameters
-    formed_at: float = 0.0  # on the scheduler's clock
+    formed_at: float  # on the scheduler's clock
 
     @property
     def size(self) -> int:
