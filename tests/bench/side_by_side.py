@@ -34,13 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess  # noqa: E402
-from tests.bench import loadgen, run  # noqa: E402
+from tests.bench import run  # noqa: E402
 
 log = logging.getLogger("side_by_side")
 POINTS = (("mlp", 64), ("mlp", 1), ("half_plus_two", 64), ("half_plus_two", 1))
@@ -128,21 +126,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Si
     return args, sides[0], sides[1]
 
 
-def measure(target: str, body: bytes, reply: int | None, clients: int, seconds: float) -> Sample:
-    warmup = 0.5
-    running = loadgen.start(
-        url=f"http://{target}{run.PREDICT}",
-        body=body,
-        clients=clients,
-        seconds=warmup + seconds,
-        grpc=True,
-    )
-    done = loadgen.finish(
-        running, (running.started + warmup, running.started + warmup + seconds), reply
-    )
-    if done.errors or not done.requests:
-        raise RuntimeError(f"{target}, {clients} clients: {done.requests} requests, {done.errors}")
-    return Sample(done.requests / seconds, float(np.percentile(done.latencies_ms, 50)))
+def measure(
+    server: ServingdProcess, body: Path, reply: int | None, clients: int, seconds: float
+) -> Sample:
+    """One load point through make bench's own measuring (tests.bench.run.measure)."""
+    assert server.proc is not None
+    load = run.Load("gRPC", clients, body, grpc=server.grpc_target, reply_bytes=reply)
+    window = argparse.Namespace(warmup=0.5, duration=seconds)
+    result = run.measure(run.Server("servingd", server.proc.pid, []), load, window, "side by side")
+    if result["errors"] or not result["throughput_rps"]:
+        raise RuntimeError(f"{server.grpc_target}, {clients} clients: {result}")
+    return Sample(result["throughput_rps"], result["latency_ms"]["p50"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = run.model_config(work, {m: work / m for m in models}, {m: m for m in models})
         base = [f"--model_config_file={config}", "--file_system_poll_wait_seconds=0"]
         batching = ["--enable_batching", f"--batching_parameters_file={params}"]
-        targets: dict[tuple[str, str], str] = {}
-        servers = []
+        servers: dict[tuple[str, str], ServingdProcess] = {}
         for side in (a, b):
             for mode in modes:
                 server = ServingdProcess(
@@ -178,24 +171,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 stack.callback(server.stop)
                 server.start()
-                servers.append((side.name, mode, server))
-        for name, mode, server in servers:
+                servers[(side.name, mode)] = server
+        for server in servers.values():
             server.wait_healthy(300)
-            targets[(name, mode)] = server.grpc_target
         replies = {
-            (key, model): run._reply_bytes(run.Load("gRPC", 1, bodies[f"grpc-{model}-1"], grpc=t))
-            for key, t in targets.items()
+            (key, model): run._reply_bytes(
+                run.Load("gRPC", 1, bodies[f"grpc-{model}-1"], grpc=server.grpc_target)
+            )
+            for key, server in servers.items()
             for model in models
         }
         for round_ in range(args.rounds):
             order = (a, b) if round_ % 2 == 0 else (b, a)
             for mode in modes:
                 for model, clients in args.points:
-                    body = bodies[f"grpc-{model}-1"].read_bytes()
+                    body = bodies[f"grpc-{model}-1"]
                     for side in order:
                         key = (side.name, mode)
                         sample = measure(
-                            targets[key], body, replies[(key, model)], clients, args.duration
+                            servers[key], body, replies[(key, model)], clients, args.duration
                         )
                         samples.setdefault((mode, model, clients, side.name), []).append(sample)
             log.info("round %d of %d done", round_ + 1, args.rounds)
