@@ -677,6 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "load_average_at_end": os.getloadavg(),
+        **_versions(),
     }
     notes += [
         "batching parameters: " + " ".join(BATCHING_PARAMETERS.split()),
@@ -695,6 +696,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(report.markdown(machine, results, goals, life, notes) + "\n")
     sys.stdout.write(f"written: {json_path} {md_path}\n")
     return 0
+
+
+def _versions() -> dict[str, str]:
+    """The checkout's commit and the versions that move the numbers, so that a table read
+    later says what it measured (a grpcio release alone moved gRPC by 25 %)."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    if commit.returncode == 0:
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+        found["commit"] = commit.stdout.strip() + (" (uncommitted changes)" if dirty else "")
+    for dist in ("tensorflow-cpu", "tensorflow", "grpcio", "protobuf", "numpy", "uvloop"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[dist] = metadata.version(dist)
+    return found
 
 
 def _cpu_model() -> str:
