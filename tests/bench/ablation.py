@@ -95,6 +95,7 @@ def patched_predict(step: str) -> Callable[..., Any]:
     from servingd.apis.grpc.model_spec import fill_model_spec, model_request
     from servingd.apis.loop_bridge import LoopBridge
     from servingd.apis.request_metrics import GRPC, observe_request
+    from servingd.batching import tensors
     from servingd.servables.codecs import ndarray_to_tensor_proto, tensor_proto_to_ndarray
 
     canned = predict_pb2.PredictResponse()
@@ -118,8 +119,6 @@ def patched_predict(step: str) -> Callable[..., Any]:
     batch: list[tuple[dict[str, np.ndarray], asyncio.Future[Any]]] = []
 
     def run_batch_on_loop(servable: Any, signature: Any) -> None:
-        from servingd.batching import tensors
-
         items = batch[:]
         batch.clear()
         merged = tensors.merge(

@@ -86,6 +86,13 @@ def _points(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(points)
 
 
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m for m in text.split(",") if m)
+    if not modes or set(modes) - set(MODES):
+        raise argparse.ArgumentTypeError(f"want batching modes from {','.join(MODES)}")
+    return modes
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Side]:
     p = argparse.ArgumentParser(prog="python -m tests.bench.side_by_side")
     for side in ("a", "b"):
@@ -101,7 +108,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Si
         )
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per point")
-    p.add_argument("--modes", default=",".join(MODES), help="batching modes: on,off")
+    p.add_argument("--modes", type=_modes, default=MODES, help="batching modes: on,off")
     p.add_argument(
         "--points",
         type=_points,
@@ -141,7 +148,7 @@ def measure(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, a, b = parse_args(argv)
-    modes = [m for m in args.modes.split(",") if m]
+    modes = args.modes
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from servingd.tools.export_models import EXPORTERS
 

@@ -50,3 +50,11 @@ def test_points_name_the_bench_models_and_client_counts() -> None:
     for bad in ("resnet:64", "mlp", "mlp:0", "mlp:x"):
         with pytest.raises(SystemExit):
             side_by_side.parse_args(["--b-python", "/opt/b/python", "--points", bad])
+
+
+def test_modes_are_on_and_off_only() -> None:
+    args, _, _ = side_by_side.parse_args(["--b-python", "/opt/b/python", "--modes", "off"])
+    assert args.modes == ("off",)
+    for bad in ("of", "", "on,sometimes"):
+        with pytest.raises(SystemExit):
+            side_by_side.parse_args(["--b-python", "/opt/b/python", "--modes", bad])
