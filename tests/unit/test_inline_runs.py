@@ -1,9 +1,10 @@
 """InlinePolicy: a track record first, then time per element against the limit; load must
-not decide for the model (crowded runs, probes)."""
+not decide for the model (crowded runs, probes); under load short runs follow a hand-off to
+the workers unless they are shorter than the hand-offs."""
 
 from __future__ import annotations
 
-from servingd.apis.inline_runs import PROBE_EVERY, InlinePolicy
+from servingd.apis.inline_runs import HANDOFF_EVERY, PROBE_EVERY, RETIME_EVERY, InlinePolicy
 
 KEY = ("model", 1, "serving_default")
 
@@ -76,7 +77,7 @@ def test_a_signature_a_little_over_the_limit_is_probed_inline_now_and_then() -> 
     assert decisions.count(True) == 3
     assert decisions[PROBE_EVERY - 1] and not any(decisions[: PROBE_EVERY - 1])
     policy.record(KEY, 1, 0.0004)  # the probe ran fast: inline from now on
-    assert all(policy.should_inline(KEY, 1) for _ in range(PROBE_EVERY))
+    assert all(policy.should_inline(KEY, 1) for _ in range(HANDOFF_EVERY - 1))
 
 
 def test_a_slow_signature_measured_alone_is_never_probed() -> None:
@@ -112,3 +113,62 @@ def test_a_worker_run_is_alone_only_if_no_other_worker_run_overlapped_it() -> No
     assert not policy.worker_run_ended(first)
     assert not policy.worker_run_ended(third)
     assert policy.worker_run_ended(policy.worker_run_started())
+
+
+def _fast_signature(policy: InlinePolicy, handoff_s: float = 0.0001) -> None:
+    """KEY: 500 us per run, measured alone; the hand-off timed at `handoff_s`."""
+    policy.worker_run_ended(policy.worker_run_started(handoff_s))
+    policy.record(KEY, 1, 0.0005)
+
+
+def test_a_short_run_goes_to_a_worker_while_another_run_is_on_the_workers() -> None:
+    policy = InlinePolicy(max_s=0.002, min_runs=1)
+    _fast_signature(policy)
+    assert policy.should_inline(KEY, 1)
+    policy.run_handed_off()
+    policy.run_handed_off()
+    assert not policy.should_inline(KEY, 1)
+    policy.handed_off_run_done()
+    assert not policy.should_inline(KEY, 1)
+    policy.handed_off_run_done()  # the workers are empty again: inline
+    assert policy.should_inline(KEY, 1)
+
+
+def test_every_handoff_every_th_run_goes_to_a_worker_even_alone() -> None:
+    policy = InlinePolicy(max_s=0.002, min_runs=1)
+    _fast_signature(policy)
+    decisions = [policy.should_inline(KEY, 1) for _ in range(3 * HANDOFF_EVERY)]
+    assert [i for i, inline in enumerate(decisions) if not inline] == [
+        HANDOFF_EVERY - 1,
+        2 * HANDOFF_EVERY - 1,
+        3 * HANDOFF_EVERY - 1,
+    ]
+    other = ("other", 1, "serving_default")  # each signature counts its own runs
+    policy.record(other, 1, 0.0005)
+    assert all(policy.should_inline(other, 1) for _ in range(HANDOFF_EVERY - 1))
+
+
+def test_a_run_shorter_than_two_handoffs_stays_inline_under_load() -> None:
+    policy = InlinePolicy(max_s=0.002, min_runs=1)
+    _fast_signature(policy, handoff_s=0.0003)  # there and back: 600 us, more than the run
+    policy.run_handed_off()
+    decisions = [policy.should_inline(KEY, 1) for _ in range(2 * RETIME_EVERY)]
+    # Only the re-timing hand-offs leave the loop.
+    assert [i for i, inline in enumerate(decisions) if not inline] == [
+        RETIME_EVERY - 1,
+        2 * RETIME_EVERY - 1,
+    ]
+
+
+def test_the_handoff_time_falls_at_once_rises_slowly_and_counts_only_an_idle_pool() -> None:
+    policy = InlinePolicy(max_s=0.002)
+    policy.worker_run_ended(policy.worker_run_started(0.004))  # the first: a new thread
+    assert policy.handoff_s == 0.004
+    policy.worker_run_ended(policy.worker_run_started(0.0001))
+    assert policy.handoff_s == 0.0001
+    policy.worker_run_ended(policy.worker_run_started(0.0011))
+    assert abs(policy.handoff_s - 0.0002) < 1e-12
+    busy = policy.worker_run_started(0.0002)
+    policy.worker_run_ended(policy.worker_run_started(0.5))  # queued behind a busy worker
+    policy.worker_run_ended(busy)
+    assert abs(policy.handoff_s - 0.0002) < 1e-12

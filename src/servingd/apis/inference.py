@@ -186,13 +186,20 @@ class InferenceRunner:
         elements = sum(int(a.size) for a in inputs.values())
         if self.inline.should_inline(cost_key, elements):  # on this (event-loop) thread
             value = _timed(
-                self.inline, cost_key, elements, False, fn, *args, in_caller_thread=True, **kwargs
+                self.inline, cost_key, elements, None, fn, *args, in_caller_thread=True, **kwargs
             )
             metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
             return _Ran(value)
-        return self._executor.submit(
-            _timed, self.inline, cost_key, elements, True, fn, *args, **kwargs
+        future = self._executor.submit(
+            _timed, self.inline, cost_key, elements, time.perf_counter(), fn, *args, **kwargs
         )
+        self.inline.run_handed_off()
+        future.add_done_callback(self._handoff_done)
+        return future
+
+    def _handoff_done(self, _future: concurrent.futures.Future[Any]) -> None:
+        if self.inline is not None:
+            self.inline.handed_off_run_done()
 
     async def run(
         self,
@@ -283,16 +290,18 @@ def _timed(
     policy: InlinePolicy,
     cost_key: tuple[ServableId, str],
     elements: int,
-    on_worker: bool,
+    submitted_at: float | None,
     fn: Callable[..., T],
     *args: Any,
     **kwargs: Any,
 ) -> T:
     """``fn(*args, **kwargs)``, its time recorded for the inline decision: inline on the
-    event loop, or on a worker thread (where it counts as measured alone only if no other
-    worker run overlapped it: see inline_runs)."""
-    token = policy.worker_run_started() if on_worker else 0
+    event loop (`submitted_at` None), or on a worker thread it was handed to at
+    `submitted_at` (where it counts as measured alone only if no other worker run
+    overlapped it: see inline_runs)."""
     start = time.perf_counter()
+    on_worker = submitted_at is not None
+    token = policy.worker_run_started(start - submitted_at) if submitted_at is not None else 0
     try:
         value = fn(*args, **kwargs)
     finally:
