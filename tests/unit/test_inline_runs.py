@@ -4,6 +4,8 @@ the workers unless they are shorter than the hand-offs."""
 
 from __future__ import annotations
 
+import concurrent.futures
+
 from servingd.apis.inline_runs import HANDOFF_EVERY, PROBE_EVERY, RETIME_EVERY, InlinePolicy
 
 KEY = ("model", 1, "serving_default")
@@ -125,12 +127,14 @@ def test_a_short_run_goes_to_a_worker_while_another_run_is_on_the_workers() -> N
     policy = InlinePolicy(max_s=0.002, min_runs=1)
     _fast_signature(policy)
     assert policy.should_inline(KEY, 1)
-    policy.run_handed_off()
-    policy.run_handed_off()
+    first: concurrent.futures.Future[None] = concurrent.futures.Future()
+    second: concurrent.futures.Future[None] = concurrent.futures.Future()
+    policy.count_handoff(first)
+    policy.count_handoff(second)
     assert not policy.should_inline(KEY, 1)
-    policy.handed_off_run_done()
+    first.set_result(None)
     assert not policy.should_inline(KEY, 1)
-    policy.handed_off_run_done()  # the workers are empty again: inline
+    second.cancel()  # the workers are empty again: inline
     assert policy.should_inline(KEY, 1)
 
 
@@ -151,7 +155,7 @@ def test_every_handoff_every_th_run_goes_to_a_worker_even_alone() -> None:
 def test_a_run_shorter_than_two_handoffs_stays_inline_under_load() -> None:
     policy = InlinePolicy(max_s=0.002, min_runs=1)
     _fast_signature(policy, handoff_s=0.0003)  # there and back: 600 us, more than the run
-    policy.run_handed_off()
+    policy.count_handoff(concurrent.futures.Future())
     decisions = [policy.should_inline(KEY, 1) for _ in range(2 * RETIME_EVERY)]
     # Only the re-timing hand-offs leave the loop.
     assert [i for i, inline in enumerate(decisions) if not inline] == [

@@ -193,13 +193,8 @@ class InferenceRunner:
         future = self._executor.submit(
             _timed, self.inline, cost_key, elements, time.perf_counter(), fn, *args, **kwargs
         )
-        self.inline.run_handed_off()
-        future.add_done_callback(self._handoff_done)
+        self.inline.count_handoff(future)
         return future
-
-    def _handoff_done(self, _future: concurrent.futures.Future[Any]) -> None:
-        if self.inline is not None:
-            self.inline.handed_off_run_done()
 
     async def run(
         self,

@@ -34,11 +34,11 @@ runs inline per 3 s window). So:
   under load).
 
 Under load, a run on the loop holds up every other request, and on a worker it overlaps
-them: on the 2-core box, MLP batch-1 gRPC with batching off served ~25 % more at 16 and 64
-clients with no inline runs, and 20-30 % less at 1 client. Nothing the server sees tells
-those loads apart while every run is inline (grpc.aio hands it one call at a time; the
-calls waiting in gRPC's core are invisible, and the in-flight count stays at 1-2 even at 64
-clients), so the policy makes the difference show:
+them: on the 2-core box, MLP batch-1 gRPC with batching off served 10-25 % more at
+16 clients and up to 19 % more at 64 with no inline runs, and 20-30 % less at 1 client.
+Nothing the server sees tells those loads apart while every run is inline (grpc.aio hands
+it one call at a time; the calls waiting in gRPC's core are invisible, and the in-flight
+count stays at 1-2 even at 64 clients), so the policy makes the difference show:
 
 - Every `HANDOFF_EVERY`-th run of a signature that could go inline goes to a worker anyway.
 - While any run is on the workers (handed off and not done), a run that could go inline
@@ -56,8 +56,10 @@ faster one and rises by a tenth of the gap to a slower one, as the run estimate 
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Hashable
+from typing import Any
 
 # A slower run (alone) moves the estimate by this share of the difference.
 _RISE = 0.1
@@ -140,13 +142,14 @@ class InlinePolicy:
         """Runs on the workers (or queued for them) now."""
         return self._handed_off
 
-    def run_handed_off(self) -> None:
-        """Call as a run goes to the workers, and `handed_off_run_done` once it is done (ran,
-        failed, or was cancelled before it started)."""
+    def count_handoff(self, future: concurrent.futures.Future[Any]) -> None:
+        """Counts `future`'s run as on the workers until it is done (ran, failed, or was
+        cancelled before a worker took it)."""
         with self._workers:
             self._handed_off += 1
+        future.add_done_callback(self._handoff_done)
 
-    def handed_off_run_done(self) -> None:
+    def _handoff_done(self, _future: concurrent.futures.Future[Any]) -> None:
         with self._workers:
             self._handed_off -= 1
 
