@@ -100,7 +100,7 @@ class InlinePolicy:
         self._handed_off = 0  # worker runs handed off and not yet done (queued or running)
         # Seconds from a hand-off to its worker starting the run, timed with an idle pool.
         self.handoff_s = 0.0
-        self._handoffs_timed = 0
+        self._handoff_timed = False
 
     def should_inline(self, key: Hashable, elements: int) -> bool:
         if self.max_s <= 0:
@@ -158,11 +158,11 @@ class InlinePolicy:
         to `worker_run_ended`."""
         with self._workers:
             if self._worker_runs == 0:  # an idle pool: the wait was the hand-off alone
-                if self._handoffs_timed == 0 or waited_s < self.handoff_s:
+                if not self._handoff_timed or waited_s < self.handoff_s:
                     self.handoff_s = waited_s
                 else:
                     self.handoff_s += _RISE * (waited_s - self.handoff_s)
-                self._handoffs_timed += 1
+                self._handoff_timed = True
             self._worker_runs += 1
             self._worker_starts += 1
             return self._worker_starts if self._worker_runs == 1 else 0
