@@ -211,12 +211,23 @@ class InferenceRunner:
         """
         handle = self.lookup.handle(request.name, request.version, request.label)
         try:
-            future = self._executor.submit(call, handle.servable)
+            future = self._submit_to_worker(call, handle.servable)
         except BaseException:
             handle.release()
             raise
         value = await _await_leased(handle, future, timeout, request)
         return ServableResult(handle.id, value)
+
+    def _submit_to_worker(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """``fn(*args)`` on a worker thread, counted by the inline policy as a run on the
+        workers like a handed-off Predict (while it is there, short runs leave the loop
+        free; a run it overlaps was not measured alone), with no run-time record: a
+        MultiInference is several signatures in one call."""
+        if self.inline is None:
+            return self._executor.submit(fn, *args)
+        future = self._executor.submit(_on_worker, self.inline, time.perf_counter(), fn, *args)
+        self.inline.count_handoff(future)
+        return future
 
     async def run_planned(
         self,
@@ -303,6 +314,15 @@ def _timed(
         alone = policy.worker_run_ended(token) if on_worker else True
     policy.record(cost_key, elements, time.perf_counter() - start, alone=alone)
     return value
+
+
+def _on_worker(policy: InlinePolicy, submitted_at: float, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a worker, counted among the worker runs (see `_timed`)."""
+    token = policy.worker_run_started(time.perf_counter() - submitted_at)
+    try:
+        return fn(*args)
+    finally:
+        policy.worker_run_ended(token)
 
 
 async def _await_leased(
