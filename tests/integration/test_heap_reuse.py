@@ -65,12 +65,14 @@ def _models_request(*models: tuple[str, Path]) -> model_management_pb2.ReloadCon
 
 
 def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, tf_serving_testdata: Path) -> None:
-    """The heap kept for requests must not keep an unloaded version's weights too, nor
-    TensorFlow's oneDNN pool (daemon.heap_reuse): seen 587 -> 527-544 MiB over the unload;
-    587 -> 587 with the release at END dropped; 589 -> 584 with TensorFlow's own pool
-    (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 in the environment, on a CPU where oneDNN is on). RSS
-    is read until it drops (a few seconds at most), since a page freed just after END still
-    counts."""
+    """The heap kept for requests must not keep an unloaded version's weights too, in any
+    arena, nor TensorFlow's oneDNN pool (daemon.heap_reuse): seen 586 -> 527 MiB over the
+    unload in 8 runs of 8; with malloc_trim alone (no returning_freed_heap window) the drop
+    was 60, 28, 43, 27, 60, 27 MiB in six runs (11 in one CI run): tensors left at the top
+    of a manager thread's arena; 587 -> 587 with no release at all; 589 -> 584 with
+    TensorFlow's own pool (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 in the environment, on a CPU
+    where oneDNN is on). RSS is read until it drops (a few seconds at most), since a page
+    freed just after END still counts."""
     export_mlp(tmp_path / "big" / "1", BIG_LAYERS)
     small = ("hp2", tf_serving_testdata / "saved_model_half_plus_two_cpu")
     config = tmp_path / "models.config"
@@ -93,9 +95,9 @@ def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, tf_serving_test
 
         def given_back() -> bool:
             seen.append(resident_bytes(server.proc.pid))
-            return loaded - seen[-1] > WEIGHT_BYTES / 2
+            return loaded - seen[-1] > 0.9 * WEIGHT_BYTES
 
         try:
-            wait_for(given_back, 5, "RSS to fall by half the weights")
+            wait_for(given_back, 5, "RSS to fall by 90 % of the weights")
         except AssertionError as exc:
             raise AssertionError(f"RSS {loaded >> 20} -> {min(seen) >> 20} MiB") from exc

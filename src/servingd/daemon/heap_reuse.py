@@ -11,10 +11,22 @@ tcmalloc keeps it.
 
 A version's unload frees its weights and graph at once, and those must go back: with the
 thresholds raised, unloading a model of 16 MiB tensors left the process as large as before
-(661 -> 661 MiB; 615 -> 561 with glibc's defaults). So the daemon calls
-`release_freed_heap` (malloc_trim) for every version that reaches END (unloaded, or its
-load failed): 0.3-6 ms on a manager thread, and the process shrinks by what the version
+(661 -> 661 MiB; 615 -> 561 with glibc's defaults). So every version's loader is wrapped in
+`HeapReturningLoader`: after an unload (or a failed load) it calls `release_freed_heap`
+(malloc_trim), 0.3-6 ms on a manager thread, and the process shrinks by what the version
 held (661 -> 559 MiB).
+
+malloc_trim alone is not enough where a manager thread loaded the version: its tensors then
+sit in one of glibc's per-thread arenas, and malloc_trim never shrinks such an arena's top
+chunk (glibc's mtrim trims the top of the main arena only). A tensor freed next to the top
+merges into it and stays resident; which tensors do depends on the allocation history, so
+the same unload returned all of a model's 54 MiB of weights in one run and a quarter in the
+next (RSS drops of 60, 28, 43, 27, 60, 27 MiB in six daemon runs; 11 in one CI run). So the
+unload itself runs under `returning_freed_heap`: glibc's default trim threshold while
+the weights are freed, whose free() then shrinks the arena's heap at once (a unit test: 48
+MiB freed in a thread's arena: none of it returned by malloc_trim alone, all 48 with it).
+Requests whose buffers are freed during that window return them too: a few faults more for
+those, during an unload only.
 
 That holds only for memory TensorFlow hands back to malloc. Where TensorFlow runs its
 oneDNN kernels (by default on x86 CPUs with AVX-512 VNNI and the like; its log says "oneDNN
@@ -35,10 +47,15 @@ malloc calls do nothing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
-from collections.abc import Mapping, MutableMapping
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from servingd.core.loader import Loader, ResourceEstimate
 
 log = logging.getLogger("servingd")
 
@@ -50,6 +67,8 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 # Free heap beyond this goes back to the kernel: a few dozen large requests in flight.
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
+# glibc's own (DEFAULT_TRIM_THRESHOLD), in force while a version's memory is freed.
+DEFAULT_TRIM_THRESHOLD_BYTES = 128 * 1024
 
 _OPERATOR_VARIABLES = (
     "MALLOC_MMAP_THRESHOLD_",
@@ -91,10 +110,55 @@ def keep_freed_heap(environ: Mapping[str, str] = os.environ) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    return bool(
+    raised = bool(
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
         and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+    _returning.threshold_raised = raised
+    return raised
+
+
+class _ReturningWindows:
+    """How many frees of a version's memory are under way; while any is, the trim threshold
+    is glibc's default (only where keep_freed_heap raised it: an operator's stays)."""
+
+    def __init__(self) -> None:
+        self.threshold_raised = False
+        self._lock = threading.Lock()
+        self._open = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self._open += 1
+            if self._open == 1 and self.threshold_raised:
+                _set_trim_threshold(DEFAULT_TRIM_THRESHOLD_BYTES)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0 and self.threshold_raised:
+                _set_trim_threshold(TRIM_THRESHOLD_BYTES)
+
+
+def _set_trim_threshold(size: int) -> None:
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_TRIM_THRESHOLD, size)
+
+
+_returning = _ReturningWindows()
+
+
+@contextlib.contextmanager
+def returning_freed_heap() -> Iterator[None]:
+    """Memory freed inside goes back to the kernel, from every arena, the per-thread ones'
+    tops included: run a version's unload in it (see the module)."""
+    _returning.enter()
+    try:
+        yield
+    finally:
+        _returning.leave()
+        release_freed_heap()
 
 
 def release_freed_heap() -> bool:
@@ -110,3 +174,30 @@ def apply_allocator_settings() -> None:
     keep_freed_heap and tensors_from_malloc (the bench's in-process limit makes them too)."""
     keep_freed_heap()
     tensors_from_malloc()
+
+
+class HeapReturningLoader:
+    """A Loader whose unload (or failed load) hands the version's memory back to the kernel
+    (see the module); everything else is the inner loader's."""
+
+    def __init__(self, inner: Loader) -> None:
+        self._inner = inner
+
+    def estimate_resources(self) -> ResourceEstimate:
+        return self._inner.estimate_resources()
+
+    def load(self) -> None:
+        try:
+            self._inner.load()
+        except BaseException:
+            # Its frees are done: what malloc_trim reaches goes back (a failed load's tensors
+            # are few; running every load in the window would slow requests while it runs).
+            release_freed_heap()
+            raise
+
+    def unload(self) -> None:
+        with returning_freed_heap():
+            self._inner.unload()
+
+    def servable(self) -> Any:
+        return self._inner.servable()

@@ -40,7 +40,7 @@ from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
-from servingd.daemon.heap_reuse import release_freed_heap
+from servingd.daemon.heap_reuse import HeapReturningLoader
 from servingd.servables.saved_model import SavedModelLoader, SessionOptions
 from servingd.servables.warmup import WarmupOptions
 from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
@@ -112,13 +112,6 @@ class ServingSummary:
         )
 
 
-def _release_heap_at_end(event: ServableState) -> None:
-    """A version at END has freed what it held (unloaded, or its load failed): its pages go
-    back to the kernel (daemon.heap_reuse). On the manager thread that published it."""
-    if event.manager_state is ManagerState.END:
-        release_freed_heap()
-
-
 class ModelServer:
     def __init__(
         self,
@@ -134,7 +127,6 @@ class ModelServer:
         self._on_config_file_changed = on_config_file_changed
         self.settings = settings
         self.bus: EventBus[ServableState] = EventBus()
-        self.bus.subscribe(_release_heap_at_end)
         self.monitor = ServableStateMonitor(self.bus)
         self.manager = AspiredVersionsManager(
             self.bus,
@@ -204,7 +196,7 @@ class ModelServer:
         loader: Loader = SavedModelLoader(servable_id, path, options, self._warmup)
         if self.settings.per_model_batching_parameters:
             loader = BatchingFileLoader(loader, servable_id, path, self.batching)
-        return loader
+        return HeapReturningLoader(loader)
 
     def batching_parameters(self, model: ModelConfig) -> BatchingParameters | FromVersion | None:
         """A model's batching: its own section, else (batching on) each version's
