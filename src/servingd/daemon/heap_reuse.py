@@ -190,8 +190,8 @@ class HeapReturningLoader:
         try:
             self._inner.load()
         except BaseException:
-            # Its frees are done: what malloc_trim reaches goes back (a failed load's tensors
-            # are few; running every load in the window would slow requests while it runs).
+            # Its frees are done: what malloc_trim reaches goes back. Not in the window:
+            # running every load in it would slow requests for as long as the load runs.
             release_freed_heap()
             raise
 
