@@ -1,8 +1,9 @@
 """Unbatched Predict runs on the event-loop thread only for signatures known to be fast.
 
 One daemon for the module, from a servingd.yaml: TF Serving's half_plus_two (fast), the
-same model batched, and the project's sleepy model (each call sleeps as long as it asks),
-Prometheus on. What the policy decided shows in `servingd_inline_runs_total`.
+same model batched, and the project's sleepy model twice (each call sleeps as long as it
+asks; `sleepy` is asked for slow runs, `sleepy_short` for short ones), Prometheus on. What
+the policy decided shows in `servingd_inline_runs_total`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def etc(tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path) -> 
         f"base_path: {tf_serving_testdata / 'saved_model_half_plus_two_cpu'}\n"
     )
     (etc / "models.d/sleepy.yaml").write_text(f"base_path: {sleepy}\n")
+    (etc / "models.d/sleepy_short.yaml").write_text(f"base_path: {sleepy}\n")
     (etc / "models.d/hp2_batched.yaml").write_text(
         f"base_path: {tf_serving_testdata / 'saved_model_half_plus_two_cpu'}\n"
         "batching: {max_batch_size: 8, batch_timeout_micros: 0}\n"
@@ -85,9 +87,11 @@ def hp2(
     return list(stub.Predict(request, timeout=30).outputs["y"].float_val)
 
 
-def sleepy(stub: prediction_service_pb2_grpc.PredictionServiceStub, micros: int) -> None:
+def sleepy(
+    stub: prediction_service_pb2_grpc.PredictionServiceStub, micros: int, model: str = "sleepy"
+) -> None:
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = "sleepy"
+    request.model_spec.name = model
     request.inputs["micros"].dtype = 9  # DT_INT64
     request.inputs["micros"].tensor_shape.dim.add().size = 1
     request.inputs["micros"].int64_val.append(micros)
@@ -129,6 +133,25 @@ def test_a_slow_model_never_runs_inline_and_never_stalls_other_requests(
         assert not long_call.done()
         long_call.result(timeout=30)
     assert inline_runs(server, "sleepy") == 0
+
+
+def test_runs_that_could_go_inline_go_to_workers_while_the_loop_is_loaded(
+    server: ServingdProcess, stub: prediction_service_pb2_grpc.PredictionServiceStub
+) -> None:
+    """One client: 1 ms runs go inline. 16 clients keep the loop busy between requests
+    (loop_load), and the runs go to the workers; one client again, and they come back."""
+
+    def short_runs(count: int, clients: int) -> float:
+        before = inline_runs(server, "sleepy_short")
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda _: sleepy(stub, 1000, "sleepy_short"), range(count)))
+        return (inline_runs(server, "sleepy_short") - before) / count
+
+    short_runs(2 * WARM_RUNS, clients=1)
+    assert short_runs(40, clients=1) >= 0.75
+    assert short_runs(1600, clients=16) <= 0.25  # 0.02-0.04 on 2 cores
+    short_runs(20, clients=1)  # the readings of idle gaps bring the load down
+    assert short_runs(40, clients=1) >= 0.75
 
 
 def test_reload_with_zero_turns_inline_runs_off(

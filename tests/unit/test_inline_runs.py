@@ -1,12 +1,11 @@
 """InlinePolicy: a track record first, then time per element against the limit; load must
-not decide for the model (crowded runs, probes); under load short runs follow a hand-off to
-the workers unless they are shorter than the hand-offs."""
+not decide for the model (crowded runs, probes); while the loop is loaded, runs go to the
+workers unless they are too short to pay for the hand-off."""
 
 from __future__ import annotations
 
-import concurrent.futures
-
-from servingd.apis.inline_runs import HANDOFF_EVERY, PROBE_EVERY, RETIME_EVERY, InlinePolicy
+from servingd.apis.inline_runs import PROBE_EVERY, STAY_INLINE_S, InlinePolicy
+from servingd.apis.loop_load import LoopLoad
 
 KEY = ("model", 1, "serving_default")
 
@@ -79,7 +78,7 @@ def test_a_signature_a_little_over_the_limit_is_probed_inline_now_and_then() -> 
     assert decisions.count(True) == 3
     assert decisions[PROBE_EVERY - 1] and not any(decisions[: PROBE_EVERY - 1])
     policy.record(KEY, 1, 0.0004)  # the probe ran fast: inline from now on
-    assert all(policy.should_inline(KEY, 1) for _ in range(HANDOFF_EVERY - 1))
+    assert all(policy.should_inline(KEY, 1) for _ in range(4 * PROBE_EVERY))
 
 
 def test_a_slow_signature_measured_alone_is_never_probed() -> None:
@@ -117,62 +116,31 @@ def test_a_worker_run_is_alone_only_if_no_other_worker_run_overlapped_it() -> No
     assert policy.worker_run_ended(policy.worker_run_started())
 
 
-def _fast_signature(policy: InlinePolicy, handoff_s: float = 0.0001) -> None:
-    """KEY: 500 us per run, measured alone; the hand-off timed at `handoff_s`."""
-    policy.worker_run_ended(policy.worker_run_started(handoff_s))
+def _loaded(share: float) -> LoopLoad:
+    load = LoopLoad()
+    load.share = share
+    return load
+
+
+def test_a_loaded_loop_sends_runs_that_could_go_inline_to_the_workers() -> None:
+    load = _loaded(0.6)  # one client: the loop waits in the gaps
+    policy = InlinePolicy(max_s=0.002, min_runs=1, load=load)
     policy.record(KEY, 1, 0.0005)
-
-
-def test_a_short_run_goes_to_a_worker_while_another_run_is_on_the_workers() -> None:
-    policy = InlinePolicy(max_s=0.002, min_runs=1)
-    _fast_signature(policy)
-    assert policy.should_inline(KEY, 1)
-    first: concurrent.futures.Future[None] = concurrent.futures.Future()
-    second: concurrent.futures.Future[None] = concurrent.futures.Future()
-    policy.count_handoff(first)
-    policy.count_handoff(second)
-    assert not policy.should_inline(KEY, 1)
-    first.set_result(None)
-    assert not policy.should_inline(KEY, 1)
-    second.cancel()  # the workers are empty again: inline
+    assert all(policy.should_inline(KEY, 1) for _ in range(4 * PROBE_EVERY))
+    load.share = 0.95  # busy through the gaps: others are waiting for the loop
+    assert not any(policy.should_inline(KEY, 1) for _ in range(4 * PROBE_EVERY))
+    load.share = 0.7  # the load eased
     assert policy.should_inline(KEY, 1)
 
 
-def test_every_handoff_every_th_run_goes_to_a_worker_even_alone() -> None:
+def test_a_run_too_short_to_pay_for_a_hand_off_stays_inline_under_load() -> None:
+    policy = InlinePolicy(max_s=0.002, min_runs=1, load=_loaded(1.0))
+    policy.record(KEY, 4, 4 * STAY_INLINE_S / 5)
+    assert all(policy.should_inline(KEY, 5) for _ in range(4 * PROBE_EVERY))
+    assert not policy.should_inline(KEY, 6)  # over STAY_INLINE_S: it leaves the loop
+
+
+def test_a_policy_with_no_load_reading_keeps_eligible_runs_inline() -> None:
     policy = InlinePolicy(max_s=0.002, min_runs=1)
-    _fast_signature(policy)
-    decisions = [policy.should_inline(KEY, 1) for _ in range(3 * HANDOFF_EVERY)]
-    assert [i for i, inline in enumerate(decisions) if not inline] == [
-        HANDOFF_EVERY - 1,
-        2 * HANDOFF_EVERY - 1,
-        3 * HANDOFF_EVERY - 1,
-    ]
-    other = ("other", 1, "serving_default")  # each signature counts its own runs
-    policy.record(other, 1, 0.0005)
-    assert all(policy.should_inline(other, 1) for _ in range(HANDOFF_EVERY - 1))
-
-
-def test_a_run_shorter_than_two_handoffs_stays_inline_under_load() -> None:
-    policy = InlinePolicy(max_s=0.002, min_runs=1)
-    _fast_signature(policy, handoff_s=0.0003)  # there and back: 600 us, more than the run
-    policy.count_handoff(concurrent.futures.Future())
-    decisions = [policy.should_inline(KEY, 1) for _ in range(2 * RETIME_EVERY)]
-    # Only the re-timing hand-offs leave the loop.
-    assert [i for i, inline in enumerate(decisions) if not inline] == [
-        RETIME_EVERY - 1,
-        2 * RETIME_EVERY - 1,
-    ]
-
-
-def test_the_handoff_time_falls_at_once_rises_slowly_and_counts_only_an_idle_pool() -> None:
-    policy = InlinePolicy(max_s=0.002)
-    policy.worker_run_ended(policy.worker_run_started(0.004))  # the first: a new thread
-    assert policy.handoff_s == 0.004
-    policy.worker_run_ended(policy.worker_run_started(0.0001))
-    assert policy.handoff_s == 0.0001
-    policy.worker_run_ended(policy.worker_run_started(0.0011))
-    assert abs(policy.handoff_s - 0.0002) < 1e-12
-    busy = policy.worker_run_started(0.0002)
-    policy.worker_run_ended(policy.worker_run_started(0.5))  # queued behind a busy worker
-    policy.worker_run_ended(busy)
-    assert abs(policy.handoff_s - 0.0002) < 1e-12
+    policy.record(KEY, 1, 0.0015)
+    assert all(policy.should_inline(KEY, 1) for _ in range(4 * PROBE_EVERY))

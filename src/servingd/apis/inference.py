@@ -186,15 +186,13 @@ class InferenceRunner:
         elements = sum(int(a.size) for a in inputs.values())
         if self.inline.should_inline(cost_key, elements):  # on this (event-loop) thread
             value = _timed(
-                self.inline, cost_key, elements, None, fn, *args, in_caller_thread=True, **kwargs
+                self.inline, cost_key, elements, False, fn, *args, in_caller_thread=True, **kwargs
             )
             metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
             return _Ran(value)
-        future = self._executor.submit(
-            _timed, self.inline, cost_key, elements, time.perf_counter(), fn, *args, **kwargs
+        return self._executor.submit(
+            _timed, self.inline, cost_key, elements, True, fn, *args, **kwargs
         )
-        self.inline.count_handoff(future)
-        return future
 
     async def run(
         self,
@@ -219,15 +217,12 @@ class InferenceRunner:
         return ServableResult(handle.id, value)
 
     def _submit_to_worker(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
-        """``fn(*args)`` on a worker thread, counted by the inline policy as a run on the
-        workers like a handed-off Predict (while it is there, short runs leave the loop
-        free; a run it overlaps was not measured alone), with no run-time record: a
+        """``fn(*args)`` on a worker thread, counted by the inline policy among the worker
+        runs (a run it overlaps was not measured alone), with no run-time record: a
         MultiInference is several signatures in one call."""
         if self.inline is None:
             return self._executor.submit(fn, *args)
-        future = self._executor.submit(_on_worker, self.inline, time.perf_counter(), fn, *args)
-        self.inline.count_handoff(future)
-        return future
+        return self._executor.submit(_on_worker, self.inline, fn, *args)
 
     async def run_planned(
         self,
@@ -296,18 +291,16 @@ def _timed(
     policy: InlinePolicy,
     cost_key: tuple[ServableId, str],
     elements: int,
-    submitted_at: float | None,
+    on_worker: bool,
     fn: Callable[..., T],
     *args: Any,
     **kwargs: Any,
 ) -> T:
     """``fn(*args, **kwargs)``, its time recorded for the inline decision: inline on the
-    event loop (`submitted_at` None), or on a worker thread it was handed to at
-    `submitted_at` (where it counts as measured alone only if no other worker run
-    overlapped it: see inline_runs)."""
+    event loop, or on a worker thread (where it counts as measured alone only if no other
+    worker run overlapped it: see inline_runs)."""
     start = time.perf_counter()
-    on_worker = submitted_at is not None
-    token = policy.worker_run_started(start - submitted_at) if submitted_at is not None else 0
+    token = policy.worker_run_started() if on_worker else 0
     try:
         value = fn(*args, **kwargs)
     finally:
@@ -316,9 +309,9 @@ def _timed(
     return value
 
 
-def _on_worker(policy: InlinePolicy, submitted_at: float, fn: Callable[..., T], *args: Any) -> T:
+def _on_worker(policy: InlinePolicy, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` on a worker, counted among the worker runs (see `_timed`)."""
-    token = policy.worker_run_started(time.perf_counter() - submitted_at)
+    token = policy.worker_run_started()
     try:
         return fn(*args)
     finally:

@@ -35,31 +35,25 @@ runs inline per 3 s window). So:
 
 Under load, a run on the loop holds up every other request, and on a worker it overlaps
 them: on the 2-core box, MLP batch-1 gRPC with batching off served 10-25 % more at
-16 clients and up to 19 % more at 64 with no inline runs, and 20-30 % less at 1 client.
-Nothing the server sees tells those loads apart while every run is inline (grpc.aio hands
-it one call at a time; the calls waiting in gRPC's core are invisible, and the in-flight
-count stays at 1-2 even at 64 clients), so the policy makes the difference show:
+16 clients and up to 19 % more at 64 with no inline runs, and 20-30 % less at 1 client. So
+a run that could go inline goes to a worker while the loop is loaded (loop_load: the loop
+stays busy in the gaps between requests), and stays inline at one client.
 
-- Every `HANDOFF_EVERY`-th run of a signature that could go inline goes to a worker anyway.
-- While any run is on the workers (handed off and not done), a run that could go inline
-  goes to a worker too: the loop has other requests to serve meanwhile.
-At one client nothing arrives while that one run is away, and the next run is inline again;
-under load the requests arriving meanwhile find it there and follow it, and the load keeps
-them there until it eases.
-
-A run shorter than two hand-offs (there and back: twice `handoff_s`, the measured delay from
-a hand-off to its worker starting the run, with no other worker run busy) frees the loop for
-less than the hand-offs cost it, so it stays inline under load too; one in `RETIME_EVERY` of
-its runs goes to a worker, to keep `handoff_s` measured. That delay falls at once to a
-faster one and rises by a tenth of the gap to a slower one, as the run estimate does.
+Except a run expected within `STAY_INLINE_S`: on a worker it frees the loop for less than the
+hand-off costs it. On the 2-core box (gRPC batch-1, batching off, 8 interleaved pairs of 3 s,
+tests.bench.side_by_side), handing every run off under load against keeping runs this short
+inline: half_plus_two (60-100 us a run) served 0.75x at 16 clients and 0.78x at 64. With it,
+against the policy before (which guessed load from one run in 32 handed off and followed
+it): MLP (330-410 us) 1.21x at 16 clients and 1.23x at 64, even at 1 and 4; half_plus_two
+even.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 from collections.abc import Hashable
-from typing import Any
+
+from servingd.apis.loop_load import LoopLoad
 
 # A slower run (alone) moves the estimate by this share of the difference.
 _RISE = 0.1
@@ -68,39 +62,32 @@ _MAX_TRACKED = 4096
 PROBE_EVERY = 32
 PROBE_LIMIT = 1.5
 UNMEASURED_PROBE_LIMIT = 10.0
-# One in this many runs of a signature that could go inline goes to a worker: the way out
-# of inline runs when requests come in faster than the loop can run them (see above).
-HANDOFF_EVERY = 32
-# One in this many runs too short to leave the loop goes to a worker: it re-times hand-offs.
-RETIME_EVERY = 256
+# A run expected within this stays on the loop under load too (see above).
+STAY_INLINE_S = 200e-6
 
 
 class _RunCost:
-    __slots__ = ("declined", "eligible", "measured_alone", "runs", "s_per_element")
+    __slots__ = ("declined", "measured_alone", "runs", "s_per_element")
 
     def __init__(self) -> None:
         self.runs = 0
         self.s_per_element = 0.0
         self.measured_alone = False  # the estimate rests on at least one run measured alone
         self.declined = 0  # requests sent to the workers for their estimate
-        self.eligible = 0  # requests whose estimate was within the limit
 
 
 class InlinePolicy:
     """Run-time record per signature, and the inline decision. Thread-safe enough: a lost
     update from two threads recording at once only skews one estimate a little."""
 
-    def __init__(self, max_s: float, min_runs: int = 8) -> None:
+    def __init__(self, max_s: float, min_runs: int = 8, load: LoopLoad | None = None) -> None:
         self.max_s = max_s
         self.min_runs = min_runs
+        self.load = load  # None: never loaded (eligible runs always go inline)
         self._costs: dict[Hashable, _RunCost] = {}
         self._workers = threading.Lock()
         self._worker_runs = 0  # worker runs in flight
         self._worker_starts = 0
-        self._handed_off = 0  # worker runs handed off and not yet done (queued or running)
-        # Seconds from a hand-off to its worker starting the run, timed with an idle pool.
-        self.handoff_s = 0.0
-        self._handoff_timed = False
 
     def should_inline(self, key: Hashable, elements: int) -> bool:
         if self.max_s <= 0:
@@ -110,12 +97,9 @@ class InlinePolicy:
             return False
         expected = cost.s_per_element * max(elements, 1)
         if expected <= self.max_s:
-            cost.eligible += 1
-            if expected <= 2 * self.handoff_s:  # the hand-offs there and back cost more
-                return cost.eligible % RETIME_EVERY != 0
-            if cost.eligible % HANDOFF_EVERY == 0:
-                return False
-            return not self._handed_off  # else the loop has their requests to serve
+            if expected <= STAY_INLINE_S or self.load is None:
+                return True
+            return not self.load.loaded  # else the loop has other requests to serve
         probe_limit = PROBE_LIMIT if cost.measured_alone else UNMEASURED_PROBE_LIMIT
         if expected > probe_limit * self.max_s:
             return False
@@ -137,32 +121,9 @@ class InlinePolicy:
         cost.measured_alone = cost.measured_alone or alone
         cost.runs += 1
 
-    @property
-    def runs_handed_off(self) -> int:
-        """Runs on the workers (or queued for them) now."""
-        return self._handed_off
-
-    def count_handoff(self, future: concurrent.futures.Future[Any]) -> None:
-        """Counts `future`'s run as on the workers until it is done (ran, failed, or was
-        cancelled before a worker took it)."""
+    def worker_run_started(self) -> int:
+        """Call as a worker starts a run; pass what it returns to `worker_run_ended`."""
         with self._workers:
-            self._handed_off += 1
-        future.add_done_callback(self._handoff_done)
-
-    def _handoff_done(self, _future: concurrent.futures.Future[Any]) -> None:
-        with self._workers:
-            self._handed_off -= 1
-
-    def worker_run_started(self, waited_s: float = 0.0) -> int:
-        """Call as a worker starts a run `waited_s` after its hand-off; pass what it returns
-        to `worker_run_ended`."""
-        with self._workers:
-            if self._worker_runs == 0:  # an idle pool: the wait was the hand-off alone
-                if not self._handoff_timed or waited_s < self.handoff_s:
-                    self.handoff_s = waited_s
-                else:
-                    self.handoff_s += _RISE * (waited_s - self.handoff_s)
-                self._handoff_timed = True
             self._worker_runs += 1
             self._worker_starts += 1
             return self._worker_starts if self._worker_runs == 1 else 0
