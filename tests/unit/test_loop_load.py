@@ -16,32 +16,37 @@ def _busy(seconds: float) -> None:
         pass
 
 
+def _busy_gap(load: LoopLoad) -> None:
+    load.gap_opened()
+    _busy(0.002)
+    load.gap_closed()
+
+
+def _waiting_gap(load: LoopLoad) -> None:
+    """The loop waited in epoll the whole gap: one client, or none."""
+    load.gap_opened()
+    time.sleep(0.005)
+    load.gap_closed()
+
+
 def test_busy_gaps_make_the_loop_loaded_and_waiting_gaps_unload_it() -> None:
     load = LoopLoad()
     assert not load.loaded
     for _ in range(20):
-        load.gap_opened()
-        _busy(0.002)
-        load.gap_closed()
+        _busy_gap(load)
     assert load.loaded
-    for _ in range(3):  # the loop waited in epoll the whole gap: one client, or none
-        load.gap_opened()
-        time.sleep(0.005)
-        load.gap_closed()
+    for _ in range(3):
+        _waiting_gap(load)
     assert not load.loaded
 
 
 def test_one_odd_gap_does_not_decide() -> None:
     load = LoopLoad()
     load.share = 1.0
-    load.gap_opened()
-    time.sleep(0.005)
-    load.gap_closed()
+    _waiting_gap(load)
     assert load.loaded
     load.share = LOADED_SHARE - 0.1
-    load.gap_opened()
-    _busy(0.002)
-    load.gap_closed()
+    _busy_gap(load)
     assert not load.loaded
 
 
