@@ -23,7 +23,8 @@ own gRPC server, services and admission wrapper; only the handler body differs:
 
 The differences between neighbouring rows are what each layer costs on the loop thread
 (the last two are alternatives to `full`, not layers on it);
-`canned` against the transport ceiling of `make bench` is what the daemon's server costs.
+`canned` against the transport ceiling is what the daemon's server costs (`make bench`
+runs it as its own scenario, "servingd, canned reply", the bound of the batching targets).
 Not part of `make bench` (two minutes more, and only about servingd's own structure).
 """
 

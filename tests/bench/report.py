@@ -45,7 +45,9 @@ def goals_table(goals: Sequence[Mapping[str, Any]]) -> str:
         pairs = ", ".join(_num(v, ".2f") for v in g.get("pairs", ())) or "-"
         bound = "-"
         if g.get("bound") is not None:
-            bound = f"{g['bound']:.2f} ({'reachable' if g['reachable'] else 'goal out of reach'})"
+            # Three decimals: a bound a hair below its goal must not print as the goal.
+            verdict = "reachable" if g["reachable"] else "goal out of reach"
+            bound = f"{g['bound']:.3f} ({verdict})"
         lines.append(
             f"| {g['target']} | {_num(g['value'], '.2f')} | {pairs} | "
             f"{_num(g.get('from_medians'), '.2f')} | {g['goal']} | "

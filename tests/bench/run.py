@@ -3,6 +3,9 @@
 Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
 - transport ceiling: a grpc.aio PredictionService that decodes the request and returns a
   canned reply (tests/bench/echo_server.py): what gRPC in Python costs with no model;
+- servingd, canned reply: servingd itself (batching on, models loaded) whose Predict
+  returns a canned reply before any of its work (tests/bench/ablation.py, step canned):
+  what servingd's own server costs per call, the bound of the batching targets;
 - servingd with batching off, then on, serving the project's half_plus_two (overhead-bound),
   MLP 784-512-512-10 (dense, small: its batch-1 run costs about what a request's transport
   costs) and wide_mlp 784-4096-4096-10 (dense, model-bound) from one model config file; and
@@ -381,6 +384,16 @@ def servingd_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Loa
     return loads
 
 
+def canned_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
+    """servingd with a canned Predict: the load of the batching targets' bound."""
+    _, label, clients = targets.CANNED_POINT
+    return [Load(label, clients, bodies["grpc-mlp-1"], grpc=server.grpc_target)]
+
+
+# servingd with PredictionService.Predict answering a canned reply (see targets.CANNED).
+CANNED_COMMAND = (PY, "-m", "tests.bench.ablation", "serve", "canned", "--")
+
+
 def nice_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
     """compute_thread_nice against the default: the batched loads it is for."""
     g = server.grpc_target
@@ -399,9 +412,16 @@ def model_config(work: Path, models: dict[str, Path], names: dict[str, str]) -> 
 
 
 def start_servingd(
-    flags: Sequence[str], loads: Callable[[ServingdProcess], list[Load]], name: str
+    flags: Sequence[str],
+    loads: Callable[[ServingdProcess], list[Load]],
+    name: str,
+    command: Sequence[str] | None = None,
 ) -> tuple[Server, Callable[[], None]]:
-    server = ServingdProcess(list(flags))
+    """`command`: what to run instead of servingd's entry point (it gets the same flags)."""
+    env = (
+        None if command is None else {"PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))}
+    )
+    server = ServingdProcess(list(flags), command=command, env=env)
     server.start()
     try:
         server.wait_healthy(180)
@@ -636,10 +656,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted("transport ceiling"):
             starters.append(("transport ceiling", lambda: start_echo(bodies)))
         batching = (*common, "--enable_batching", f"--batching_parameters_file={params}")
-        for name, flags, loads in (
-            (targets.OFF, common, servingd_loads),
-            (targets.ON, batching, servingd_loads),
-            (targets.NICE, (*batching, f"--compute_thread_nice={targets.NICE_VALUE}"), nice_loads),
+        for name, flags, loads, command in (
+            (targets.CANNED, batching, canned_loads, CANNED_COMMAND),
+            (targets.OFF, common, servingd_loads, None),
+            (targets.ON, batching, servingd_loads, None),
+            (
+                targets.NICE,
+                (*batching, f"--compute_thread_nice={targets.NICE_VALUE}"),
+                nice_loads,
+                None,
+            ),
         ):
             if not wanted(name):
                 continue
@@ -648,9 +674,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flags: Sequence[str] = flags,
                 name: str = name,
                 loads: Callable[[ServingdProcess, dict[str, Path]], list[Load]] = loads,
+                command: Sequence[str] | None = command,
             ) -> Any:
-                server, stop = start_servingd(flags, lambda s: loads(s, bodies), name)
-                check_reply(server.loads[0].grpc or "")
+                server, stop = start_servingd(flags, lambda s: loads(s, bodies), name, command)
+                if command is None:  # the canned reply runs no model
+                    check_reply(server.loads[0].grpc or "")
                 return server, stop
 
             starters.append((name, start))

@@ -4,17 +4,21 @@
     python -m tests.bench.side_by_side --b-src /tmp/old/src        # git worktree of HEAD~1
     python -m tests.bench.side_by_side --b-env TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 --rounds 8
     python -m tests.bench.side_by_side --b-flag=--inline_run_max_ms=0
+    python -m tests.bench.side_by_side --b-src /tmp/old/src --protocol rest --rows 64 \
+        --modes off --points mlp:16                               # make bench's REST [64,784]
 
 Side A is this interpreter and this tree's `src`; side B differs by its interpreter (another
 virtualenv: other dependency versions), its source tree, its environment, or its extra
 daemon flags (`--b-flag`). Each side runs one daemon with batching on and one with it off,
 all up at once, serving the project's MLP and half_plus_two; then every load point (h2load,
-gRPC batch-1 requests, 64 and 1 clients) is measured on A and B back to back, the order
-alternating per round. Sequential runs of `make bench` on the 2-vCPU bench box differ by up
-to 2-3x within minutes (CPU steal); a pair taken a few seconds apart shares the drift, so the
-median of the per-round ratios B/A is the number to quote (with its pairs). Calibration, A/A
-(both sides this tree, B with a dummy variable; batching on, 6 rounds of 2.5 s): medians
-0.95-1.06, single pairs 0.78-1.23. A change shows when its pairs lie on one side of 1.
+gRPC batch-1 requests by default, 64 and 1 clients; `--protocol rest` sends make bench's
+REST JSON bodies instead, `--rows 64` its [64,784] payload) is measured on A and B back to
+back, the order alternating per round. Sequential runs of `make bench` on the 2-vCPU bench
+box differ by up to 2-3x within minutes (CPU steal); a pair taken a few seconds apart shares
+the drift, so the median of the per-round ratios B/A is the number to quote (with its
+pairs). Calibration, A/A (both sides this tree, B with a dummy variable; batching on, 6
+rounds of 2.5 s): medians 0.95-1.06, single pairs 0.78-1.23. A change shows when its pairs
+lie on one side of 1.
 
 A virtualenv for side B that changes only some packages can reuse this one's for the rest:
     python -m venv /tmp/b && /tmp/b/bin/pip install --no-deps grpcio==X ...
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import statistics
 import sys
@@ -109,6 +114,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Si
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per point")
     p.add_argument("--modes", type=_modes, default=MODES, help="batching modes: on,off")
+    p.add_argument("--protocol", choices=("grpc", "rest"), default="grpc")
+    p.add_argument("--rows", type=int, choices=(1, run.BATCH), default=1, help="rows per request")
     p.add_argument(
         "--points",
         type=_points,
@@ -133,16 +140,25 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Si
     return args, sides[0], sides[1]
 
 
-def measure(
-    server: ServingdProcess, body: Path, reply: int | None, clients: int, seconds: float
-) -> Sample:
-    """One load point through make bench's own measuring (tests.bench.run.measure)."""
+def load_for(
+    server: ServingdProcess, protocol: str, model: str, body: Path, clients: int
+) -> run.Load:
+    """make bench's load of `body` on `model`, over gRPC or REST."""
+    if protocol == "rest":
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/{model}:predict"
+        return run.Load("REST", clients, body, url=url)
+    return run.Load("gRPC", clients, body, grpc=server.grpc_target)
+
+
+def measure(server: ServingdProcess, load: run.Load, reply: int | None, seconds: float) -> Sample:
+    """One load point through make bench's own measuring (tests.bench.run.measure); `reply`:
+    a gRPC reply's length on the wire (REST: None, each reply's status is checked)."""
     assert server.proc is not None
-    load = run.Load("gRPC", clients, body, grpc=server.grpc_target, reply_bytes=reply)
+    load = dataclasses.replace(load, reply_bytes=reply)
     window = argparse.Namespace(warmup=0.5, duration=seconds)
     result = run.measure(run.Server("servingd", server.proc.pid, []), load, window, "side by side")
     if result["errors"] or not result["throughput_rps"]:
-        raise RuntimeError(f"{server.grpc_target}, {clients} clients: {result}")
+        raise RuntimeError(f"{load.grpc or load.url}, {load.clients} clients: {result}")
     return Sample(result["throughput_rps"], result["latency_ms"]["p50"])
 
 
@@ -181,22 +197,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 servers[(side.name, mode)] = server
         for server in servers.values():
             server.wait_healthy(300)
+
+        def load(key: tuple[str, str], model: str, clients: int) -> run.Load:
+            body = bodies[f"{args.protocol}-{model}-{args.rows}"]
+            return load_for(servers[key], args.protocol, model, body, clients)
+
+        # gRPC: each reply's length, which the load generator counts replies by.
         replies = {
-            (key, model): run._reply_bytes(
-                run.Load("gRPC", 1, bodies[f"grpc-{model}-1"], grpc=server.grpc_target)
-            )
-            for key, server in servers.items()
+            (key, model): run._reply_bytes(load(key, model, 1))
+            for key in servers
             for model in models
         }
         for round_ in range(args.rounds):
             order = (a, b) if round_ % 2 == 0 else (b, a)
             for mode in modes:
                 for model, clients in args.points:
-                    body = bodies[f"grpc-{model}-1"]
                     for side in order:
                         key = (side.name, mode)
                         sample = measure(
-                            servers[key], body, replies[(key, model)], clients, args.duration
+                            servers[key],
+                            load(key, model, clients),
+                            replies[(key, model)],
+                            args.duration,
                         )
                         samples.setdefault((mode, model, clients, side.name), []).append(sample)
             log.info("round %d of %d done", round_ + 1, args.rounds)
@@ -214,7 +236,8 @@ def report(
     lines = [
         f"A: {a.describe()}",
         f"B: {b.describe()}",
-        f"gRPC batch-1 requests, {args.rounds} alternating rounds of {args.duration:g} s per point",
+        f"{'REST' if args.protocol == 'rest' else 'gRPC'} requests of {args.rows} row(s), "
+        f"{args.rounds} alternating rounds of {args.duration:g} s per point",
         "",
         "| batching | model | clients | A req/s | B req/s | B/A pairs | B/A median "
         "| A p50 ms | B p50 ms |",

@@ -8,12 +8,16 @@ up to 2x within a minute (other tenants), so two points measured seconds apart s
 drift where two from the table, up to a round apart, need not. The value from the table's
 medians is reported beside it.
 
-Some targets also get the best value this box allows (`Bound`, from the table's medians):
-batching on over off cannot beat the transport ceiling over batching off (a server that
-runs no model at all), and the p50 excess cannot be below the transport ceiling's own p50
-at 1 client (a request to servingd crosses that transport and also runs the model). A
-target whose bound misses its goal cannot be met on this box by any change to servingd's
-request path.
+Some targets also get the best value this box allows (`Bound`, from the table's medians).
+`CANNED` is servingd itself (batching on, its models loaded, its gRPC server, admission
+and REST listener) with PredictionService.Predict answering a canned reply before it looks
+at the request's tensors or the model (tests/bench/ablation.py, step `canned`): a batched
+Predict costs at least that, so batching over the transport ceiling cannot beat canned over
+the ceiling, and batching on over off cannot beat canned over batching off. The p50 excess
+cannot be below the transport ceiling's own p50 at 1 client (a request to servingd crosses
+that transport and also runs the model). A target whose bound misses its goal cannot be met
+on this box by any change inside Predict (the canned bounds) or to servingd at all (the
+ceiling's); only a cheaper server around it can.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ ON = "servingd, batching on"
 NICE_VALUE = 15
 NICE = f"servingd, batching on, compute_thread_nice {NICE_VALUE}"
 CEILING = "transport ceiling"
+CANNED = "servingd, canned reply"
+# The canned daemon's one load point: the bound of the batching targets.
+CANNED_POINT: PointKey = (CANNED, "gRPC mlp", 64)
 IN_PROCESS = "in-process (no server)"
 MLSERVER = "MLServer"
 
@@ -101,13 +108,12 @@ def all_targets(batch: int) -> list[Target]:
             (ON, f"gRPC {model}", 64),
             (CEILING, "gRPC mlp", 64),
             0.8,
+            bound=Bound(CANNED_POINT, (CEILING, "gRPC mlp", 64)),
         )
         for model in ("mlp", "half_plus_two")
     ]
     targets += [
-        dataclasses.replace(
-            t, bound=Bound((CEILING, "gRPC mlp", 64), (OFF, t.second[1], t.second[2]))
-        )
+        dataclasses.replace(t, bound=Bound(CANNED_POINT, t.second))
         for t in _dense_models_at_64("batching on / off, {model}, gRPC 64 clients", ON, OFF, 3.0)
     ]
     targets += _dense_models_at_64(

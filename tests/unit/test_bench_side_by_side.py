@@ -58,3 +58,22 @@ def test_modes_are_on_and_off_only() -> None:
     for bad in ("of", "", "on,sometimes"):
         with pytest.raises(SystemExit):
             side_by_side.parse_args(["--b-python", "/opt/b/python", "--modes", bad])
+
+
+def test_rest_and_the_large_payload_are_make_benchs_bodies_and_routes() -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    args, _, _ = side_by_side.parse_args(
+        ["--b-python", "/opt/b/python", "--protocol", "rest", "--rows", "64"]
+    )
+    assert (args.protocol, args.rows) == ("rest", 64)
+    server = SimpleNamespace(rest_port=8501, grpc_target="127.0.0.1:8500")
+    rest = side_by_side.load_for(server, "rest", "mlp", Path("rest-mlp-64.json"), 16)  # type: ignore[arg-type]
+    assert rest.url == "http://127.0.0.1:8501/v1/models/mlp:predict" and rest.grpc is None
+    assert rest.clients == 16
+    grpc = side_by_side.load_for(server, "grpc", "mlp", Path("grpc-mlp-1.bin"), 64)  # type: ignore[arg-type]
+    assert grpc.grpc == "127.0.0.1:8500" and grpc.url is None
+    for bad in (["--rows", "2"], ["--protocol", "http"]):
+        with pytest.raises(SystemExit):
+            side_by_side.parse_args(["--b-python", "/opt/b/python", *bad])
