@@ -69,6 +69,7 @@ class Side:
 class Sample:
     rps: float
     p50_ms: float
+    p99_ms: float = float("nan")
 
 
 def _env_pairs(items: Sequence[str]) -> dict[str, str]:
@@ -159,7 +160,8 @@ def measure(server: ServingdProcess, load: run.Load, reply: int | None, seconds:
     result = run.measure(run.Server("servingd", server.proc.pid, []), load, window, "side by side")
     if result["errors"] or not result["throughput_rps"]:
         raise RuntimeError(f"{load.grpc or load.url}, {load.clients} clients: {result}")
-    return Sample(result["throughput_rps"], result["latency_ms"]["p50"])
+    latency = result["latency_ms"]
+    return Sample(result["throughput_rps"], latency["p50"], latency["p99"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,8 +242,8 @@ def report(
         f"{args.rounds} alternating rounds of {args.duration:g} s per point",
         "",
         "| batching | model | clients | A req/s | B req/s | B/A pairs | B/A median "
-        "| A p50 ms | B p50 ms |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "| A p50 ms | B p50 ms | A p99 ms | B p99 ms |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for mode in modes:
         for model, clients in args.points:
@@ -257,6 +259,8 @@ def report(
                 f"{statistics.median(ratios):.2f}",
                 f"{statistics.median(s.p50_ms for s in sa):.2f}",
                 f"{statistics.median(s.p50_ms for s in sb):.2f}",
+                f"{statistics.median(s.p99_ms for s in sa):.2f}",
+                f"{statistics.median(s.p99_ms for s in sb):.2f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -35,11 +35,13 @@ def test_the_reported_ratio_is_the_median_of_the_rounds_ratios() -> None:
     a_rps, b_rps = [1000.0, 500.0, 3000.0], [1300.0, 550.0, 3300.0]
     samples = {}
     for model, clients in POINTS:
-        samples[("on", model, clients, "A")] = [Sample(r, 1.0) for r in a_rps]
-        samples[("on", model, clients, "B")] = [Sample(r, 0.5) for r in b_rps]
+        samples[("on", model, clients, "A")] = [Sample(r, 1.0, 9.0) for r in a_rps]
+        samples[("on", model, clients, "B")] = [Sample(r, 0.5, 2.0) for r in b_rps]
     text = side_by_side.report(samples, ["on"], a, b, args)
     row = next(line for line in text.splitlines() if line.startswith("| on | mlp | 64 "))
-    assert row == "| on | mlp | 64 | 1000 | 1300 | 1.30, 1.10, 1.10 | 1.10 | 1.00 | 0.50 |"
+    assert row == (
+        "| on | mlp | 64 | 1000 | 1300 | 1.30, 1.10, 1.10 | 1.10 | 1.00 | 0.50 | 9.00 | 2.00 |"
+    )
 
 
 def test_points_name_the_bench_models_and_client_counts() -> None:

@@ -30,6 +30,7 @@ from servingd.config.settings import ServerSettings
 from servingd.core.errors import ServingError
 from servingd.core.states import ServableState
 from servingd.daemon import reload_status
+from servingd.daemon.gc_freeze import freeze_startup_objects
 from servingd.daemon.systemd_notify import SystemdNotifier
 
 log = logging.getLogger("servingd")
@@ -90,6 +91,8 @@ class Service:
 
         self.server.bus.subscribe(on_state)
         self._write_pid_file()
+        # TensorFlow is imported now and no model is loaded yet (see gc_freeze).
+        freeze_startup_objects()
         tasks: list[asyncio.Task[None]] = []
         try:
             await self.server.start()
