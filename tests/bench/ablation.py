@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             step: ServingdProcess(
                 flags if step != "off" else flags[:2],
                 command=[sys.executable, "-m", "tests.bench.ablation", "serve", step, "--"],
-                env={"PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
+                env={"PYTHONPATH": run.TREE_PYTHONPATH},
             )
             for step in STEPS
         }

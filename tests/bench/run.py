@@ -62,6 +62,8 @@ from tests.bench.mlserver import setup as mlserver_setup  # noqa: E402
 log = logging.getLogger("bench")
 
 PY = sys.executable
+# servingd's sources and this tests tree, for a daemon run as `python -m tests.bench...`.
+TREE_PYTHONPATH = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
 BATCH = 64  # max_batch_size: the scheduler's batch size, and the large payload's rows
 # batch_timeout_micros 0: a batch closes as soon as the batch thread is free and takes what
 # has queued meanwhile. Measured on the 2-core box (MLP, 64 gRPC clients, h2load): 1,620-1,730
@@ -417,10 +419,9 @@ def start_servingd(
     name: str,
     command: Sequence[str] | None = None,
 ) -> tuple[Server, Callable[[], None]]:
-    """`command`: what to run instead of servingd's entry point (it gets the same flags)."""
-    env = (
-        None if command is None else {"PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))}
-    )
+    """`command`: what to run instead of servingd's entry point (it gets the same flags;
+    a module of this tests tree, which it finds on TREE_PYTHONPATH)."""
+    env = None if command is None else {"PYTHONPATH": TREE_PYTHONPATH}
     server = ServingdProcess(list(flags), command=command, env=env)
     server.start()
     try:

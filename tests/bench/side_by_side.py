@@ -69,7 +69,7 @@ class Side:
 class Sample:
     rps: float
     p50_ms: float
-    p99_ms: float = float("nan")
+    p99_ms: float
 
 
 def _env_pairs(items: Sequence[str]) -> dict[str, str]:
