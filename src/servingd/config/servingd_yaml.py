@@ -187,7 +187,6 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(("version_settle_seconds",), "version_settle_s", "version_settle_seconds", _seconds),
     Entry(("drain_grace_seconds",), "drain_grace_s", "drain_grace_seconds", _seconds),
-    Entry(("inline_run_max_ms",), "inline_run_max_ms", "inline_run_max_ms", _millis),
     Entry(("compute_thread_nice",), "compute_thread_nice", "compute_thread_nice", _nice),
     Entry(
         ("enable_per_model_batching_parameters",),

@@ -35,7 +35,13 @@ from servingd.apis.admission import InFlightLimiter, check_arrays
 from servingd.apis.auth import BearerToken
 from servingd.apis.errors import as_serving_error, http_status
 from servingd.apis.grpc.model_service import fill_version_status
-from servingd.apis.inference import InferenceRunner, ModelRequest
+from servingd.apis.inference import (
+    OFF_LOOP_BYTES,
+    OFF_LOOP_ELEMENTS,
+    InferenceRunner,
+    ModelRequest,
+    PredictResult,
+)
 from servingd.apis.request_metrics import REST, observe_request
 from servingd.apis.rest import json_tensors
 from servingd.apis.rest.bad_requests import install_bad_request_filter
@@ -206,7 +212,12 @@ class RestApi:
             if request.method == "POST" and method in self._extra_methods:
                 with observe_request(method.capitalize(), REST) as observed:
                     observed.model_name = spec.name
-                    body = json_tensors.loads(await request.read())
+                    raw = await request.read()
+                    body = (
+                        await self._runner.off_loop(json_tensors.loads, raw)
+                        if len(raw) > OFF_LOOP_BYTES
+                        else json_tensors.loads(raw)
+                    )
                     return json_response(await self._extra_methods[method](spec, body))
             raise InvalidArgument(f"Malformed request: {request.method} {request.path}")
         except ServingError as exc:
@@ -241,7 +252,9 @@ class RestApi:
         )
 
     async def predict(self, request: web.Request, spec: ModelRequest) -> web.Response:
-        body = PredictBody(await request.read())
+        raw = await request.read()
+        large = len(raw) > OFF_LOOP_BYTES
+        body = await self._runner.off_loop(PredictBody, raw) if large else PredictBody(raw)
         spec = ModelRequest(spec.name, spec.version, spec.label, body.signature_name)
         limiter = self.options.limiter
 
@@ -251,8 +264,16 @@ class RestApi:
                 check_arrays(inputs, limiter.options.max_tensor_elements)
             return inputs
 
-        result = await self._runner.predict(spec, decode, timeout=self.options.timeout_ms / 1000.0)
-        return json_response(json_tensors.encode_predict_response(result.outputs, body.row_format))
+        result = await self._runner.predict(
+            spec, decode, timeout=self.options.timeout_ms / 1000.0, large=large
+        )
+        if sum(a.size for a in result.outputs.values()) > OFF_LOOP_ELEMENTS:
+            return await self._runner.off_loop(_predict_response, result, body.row_format)
+        return _predict_response(result, body.row_format)
+
+
+def _predict_response(result: PredictResult, row_format: bool) -> web.Response:
+    return json_response(json_tensors.encode_predict_response(result.outputs, row_format))
 
 
 def _input_dtypes(signature: Signature) -> dict[str, np.dtype[Any]]:
