@@ -13,7 +13,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
-from servingd.apis.grpc.method_guards import admit_prediction_calls, require_token_for_reload
+from servingd.apis.grpc.method_guards import (
+    admit_prediction_calls,
+    local_peers_only_for_reload,
+    require_token_for_reload,
+)
 from servingd.apis.grpc.model_service import ModelService, ReloadConfigHandler
 from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.inference import InferenceRunner
@@ -83,6 +87,8 @@ class GrpcFrontEnd:
         models = ModelService(runner.lookup, reload_config)
         if options.admin_token is not None:
             require_token_for_reload(models, options.admin_token)
+        else:
+            local_peers_only_for_reload(models)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
