@@ -46,7 +46,7 @@ from servingd.apis.request_metrics import REST, observe_request
 from servingd.apis.rest import json_tensors
 from servingd.apis.rest.bad_requests import install_bad_request_filter
 from servingd.apis.rest.examples_json import rest_methods
-from servingd.apis.rest.middleware import admission, bearer_auth, json_errors
+from servingd.apis.rest.middleware import admission, bearer_auth, json_errors, read_body
 from servingd.apis.rest.openapi import CONTENT_TYPE as OPENAPI_TYPE
 from servingd.apis.rest.openapi import OPENAPI_ROUTE, load_openapi_document
 from servingd.apis.rest.predict_body import PredictBody
@@ -212,7 +212,7 @@ class RestApi:
             if request.method == "POST" and method in self._extra_methods:
                 with observe_request(method.capitalize(), REST) as observed:
                     observed.model_name = spec.name
-                    raw = await request.read()
+                    raw = await read_body(request)
                     body = (
                         await self._runner.off_loop(json_tensors.loads, raw)
                         if len(raw) > OFF_LOOP_BYTES
@@ -252,7 +252,7 @@ class RestApi:
         )
 
     async def predict(self, request: web.Request, spec: ModelRequest) -> web.Response:
-        raw = await request.read()
+        raw = await read_body(request)
         large = len(raw) > OFF_LOOP_BYTES
         body = await self._runner.off_loop(PredictBody, raw) if large else PredictBody(raw)
         spec = ModelRequest(spec.name, spec.version, spec.label, body.signature_name)
@@ -321,7 +321,9 @@ class RestFrontEnd:
         if options.admin_token is not None:
             middlewares.append(bearer_auth(options.admin_token))
         if options.limiter is not None:
-            middlewares.append(admission(options.limiter, options.timeout_ms / 1000.0))
+            middlewares.append(
+                admission(options.limiter, options.timeout_ms / 1000.0, options.max_body_bytes)
+            )
         self.app = web.Application(client_max_size=options.max_body_bytes, middlewares=middlewares)
         self.app.add_routes(api.routes())
         # cleanup() waits up to shutdown_timeout for in-flight handlers: the drain.
