@@ -55,6 +55,18 @@ TF_ERROR_CODE: dict[str, int] = {
 }
 
 
+# Echoed client input (names, values) in an error message is cut to this many characters:
+# a message travels in gRPC's trailing metadata, which clients cap at 16 KiB.
+ECHO_LIMIT = 200
+
+
+def truncated(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text`, cut to `limit` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def as_serving_error(exc: BaseException) -> ServingError:
     """Any exception as a ServingError; unexpected ones are logged with their traceback."""
     if isinstance(exc, ServingError):

@@ -46,6 +46,11 @@ def _predict_response(result: PredictResult) -> Any:
     return response
 
 
+def _serialized_predict_response(result: PredictResult) -> bytes:
+    """The response as bytes (see registration: grpc.aio then sends them as they are)."""
+    return bytes(_predict_response(result).SerializeToString())
+
+
 def time_remaining(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else max(float(remaining), 0.0)
@@ -70,7 +75,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
                     large=declared > OFF_LOOP_ELEMENTS,
                 )
             if sum(a.size for a in result.outputs.values()) > OFF_LOOP_ELEMENTS:
-                return await self._runner.off_loop(_predict_response, result)
+                return await self._runner.off_loop(_serialized_predict_response, result)
             return _predict_response(result)
         except Exception as exc:
             await abort_with(context, exc)
