@@ -398,3 +398,12 @@ def test_compute_thread_nice_out_of_range_names_its_line(etc: Path, value: str) 
 def test_compute_thread_nice_flag_out_of_range_is_refused(etc: Path, value: str) -> None:
     error = refused(etc, f"--compute_thread_nice={value}")
     assert "--compute_thread_nice must be within [0, 19]" in error.message
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_deeply_nested_yaml_is_refused_with_its_position(etc: Path, opening: str) -> None:
+    # 5,000 levels: PyYAML's composer would recurse past Python's limit.
+    (etc / "servingd.yaml").write_text("logging: {level: info}\nmodels_dir: " + opening * 5000)
+    error = refused(etc)
+    assert f"{etc / 'servingd.yaml'}:2:" in str(error)
+    assert "nested more than 100 deep" in str(error)

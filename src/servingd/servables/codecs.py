@@ -95,12 +95,19 @@ def proto_enum_from_dtype(dtype: npt.DTypeLike) -> int:
 # numpy refuses an array whose dims (zeros aside) times the item size pass this, even an
 # empty one such as [0, 2**31, 2**31]; such a shape is refused as the client's error.
 _MAX_ARRAY_BYTES = 2**63 - 1
+# numpy's limit on dimensions (TensorFlow allows 254; no served model takes more than 64).
+MAX_DIMS = 64
 
 
 def _shape_of(proto: TensorProto, itemsize: int) -> tuple[int, ...]:
     shape = proto.tensor_shape
     if shape.unknown_rank:
         raise InvalidArgument("tensor parsing error: a tensor value cannot have unknown rank")
+    if len(shape.dim) > MAX_DIMS:
+        raise InvalidArgument(
+            f"tensor parsing error: the shape has {len(shape.dim)} dimensions, more than "
+            f"the {MAX_DIMS} this server supports"
+        )
     dims = tuple(int(d.size) for d in shape.dim)
     for d in dims:
         if d < 0:

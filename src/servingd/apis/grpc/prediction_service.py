@@ -14,7 +14,7 @@ from tensorflow_serving.apis import (
 )
 
 from servingd.apis.admission import tensor_proto_elements
-from servingd.apis.errors import as_serving_error, grpc_status
+from servingd.apis.errors import as_serving_error, grpc_status, public_message
 from servingd.apis.grpc.model_spec import fill_model_spec, model_request
 from servingd.apis.inference import OFF_LOOP_ELEMENTS, InferenceRunner, PredictResult
 from servingd.apis.request_metrics import GRPC, observe_request
@@ -30,7 +30,7 @@ _SIGNATURE_DEF_FIELD = "signature_def"
 async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     """Ends the call with the status that `exc` maps to (see servingd.apis.errors)."""
     error = as_serving_error(exc)
-    await context.abort(grpc_status(error), error.message)
+    await context.abort(grpc_status(error), public_message(error))
 
 
 def _decode_inputs(protos: Any) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Middleware
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
-from servingd.apis.errors import as_serving_error, http_status
+from servingd.apis.errors import as_serving_error, http_status, public_message
 from servingd.apis.rest import json_tensors
 from servingd.core.errors import ServingError
 
@@ -37,7 +37,7 @@ def _json_error(message: str, status: int) -> web.Response:
 
 
 def _serving_error(exc: ServingError) -> web.Response:
-    return _json_error(exc.message, http_status(as_serving_error(exc)))
+    return _json_error(public_message(exc), http_status(as_serving_error(exc)))
 
 
 @web.middleware

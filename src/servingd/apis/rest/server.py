@@ -33,7 +33,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from servingd.apis.admission import InFlightLimiter, check_arrays
 from servingd.apis.auth import BearerToken
-from servingd.apis.errors import as_serving_error, http_status
+from servingd.apis.errors import as_serving_error, http_status, public_message
 from servingd.apis.grpc.model_service import fill_version_status
 from servingd.apis.inference import (
     OFF_LOOP_BYTES,
@@ -98,7 +98,7 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 
 def error_response(exc: BaseException) -> web.Response:
     error = as_serving_error(exc)
-    return json_response({"error": error.message}, http_status(error))
+    return json_response({"error": public_message(error)}, http_status(error))
 
 
 def _proto_json(message: Any) -> dict[str, Any]:
@@ -224,6 +224,10 @@ class RestApi:
             return error_response(exc)
         except web.HTTPException:
             raise
+        except UnicodeEncodeError:  # "\ud800": valid JSON, but no UTF-8 string
+            return error_response(
+                InvalidArgument("JSON string is not valid Unicode (it holds a lone surrogate)")
+            )
         except Exception as exc:
             return error_response(exc)
 
