@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import PayloadEncodingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
-from servingd.apis.errors import as_serving_error, http_status, public_message
+from servingd.apis.errors import as_serving_error, http_status, public_message, truncated
 from servingd.apis.rest import json_tensors
 from servingd.core.errors import ServingError
 
@@ -124,10 +125,11 @@ def admission(limiter: InFlightLimiter, body_timeout_s: float, max_body_bytes: i
             except TimeoutError:
                 message = f"Request body not received within {body_timeout_s:g} s"
                 return _closing(_json_error(message, 408))
-            except PayloadEncodingError as exc:
+            except (PayloadEncodingError, RequestPayloadError) as exc:
+                # A Content-Encoding that does not decode, a broken chunked body, ...
                 encoding = request.headers.get("Content-Encoding", "identity")
                 message = f"Request body could not be read (Content-Encoding: {encoding}): "
-                return _closing(_json_error(message + _one_line(exc.message), 400))
+                return _closing(_json_error(message + truncated(" ".join(str(exc).split())), 400))
             except ConnectionError as exc:  # the client went away mid-body: nobody to answer
                 # aiohttp keeps this exception on the request's payload; its traceback would
                 # keep the frame of the read, and the part of the body read so far, alive.
@@ -170,7 +172,3 @@ def _closing(response: web.Response) -> web.Response:
     """`response`, after which the connection closes: a body left unread is not drained."""
     response.force_close()
     return response
-
-
-def _one_line(text: object, limit: int = 200) -> str:
-    return " ".join(str(text).split())[:limit]

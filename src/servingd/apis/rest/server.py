@@ -337,6 +337,10 @@ class RestFrontEnd:
             handle_signals=False,
             shutdown_timeout=drain_grace_s,
             keepalive_timeout=options.keepalive_timeout_s,
+            # A body left unread (refused for its size, a full cap, a slow sender) is not
+            # drained: aiohttp would otherwise read it for up to 10 s more, holding the
+            # connection (and logging a body that does not decode as an unhandled error).
+            lingering_time=0,
         )
 
     async def start(self) -> None:
