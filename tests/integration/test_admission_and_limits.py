@@ -285,3 +285,31 @@ def test_predict_with_an_empty_request_is_a_clean_error(server: ServingdProcess)
     with pytest.raises(grpc.RpcError) as refused:
         stub.Predict(request, timeout=10)
     assert refused.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+def test_a_rest_client_that_hangs_up_frees_its_slot(server: ServingdProcess) -> None:
+    """Two REST :predicts of never-ending runs take both slots; their clients hang up after
+    0.3 s. The slots come back then, not when the REST timeout (2 s) ends the runs."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    body = json.dumps({"inputs": 10**12}).encode()
+    request = (
+        b"POST /v1/models/spin:predict HTTP/1.1\r\nHost: x\r\n"
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    start = time.monotonic()
+    clients = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(2)]
+    for sock in clients:
+        sock.sendall(request)
+    time.sleep(0.3)
+    for sock in clients:
+        sock.close()
+    admitted = False
+    while not admitted and time.monotonic() - start < 1.7:
+        try:
+            stub.Predict(spin_request(1), timeout=10)
+            admitted = True
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            time.sleep(0.05)
+    assert admitted, "the slots stayed taken after their clients hung up"

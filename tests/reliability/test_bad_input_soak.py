@@ -142,10 +142,11 @@ def test_bad_input_soak(tf_serving_testdata: Path, figure: Callable[..., str]) -
         figure(
             "bad_input_soak",
             seconds=seconds,
+            clients=CLIENTS,
             requests=sum(outcomes.values()),
             log_bytes=log_bytes,
             tracebacks=log.count("Traceback"),
-            wrong=len(wrong),
+            failures=len(wrong) + log.count("Traceback") + (log_bytes >= LOG_LIMIT_BYTES),
         )
     )
     assert not wrong, wrong[:10]
