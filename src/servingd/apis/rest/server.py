@@ -341,6 +341,10 @@ class RestFrontEnd:
             # drained: aiohttp would otherwise read it for up to 10 s more, holding the
             # connection (and logging a body that does not decode as an unhandled error).
             lingering_time=0,
+            # A client that hangs up cancels its handler: its in-flight slot comes back at
+            # once (a queued batch task leaves its queue; a TensorFlow run that started
+            # goes on to its deadline, which the REST timeout bounds).
+            handler_cancellation=True,
         )
 
     async def start(self) -> None:
