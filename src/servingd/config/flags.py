@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bool(
         p, "gpu_memory_allow_growth", False, "let TensorFlow grow GPU memory as needed (GPU only)"
     )
+    # Obsolete (model runs never happen on the event-loop thread): accepted, ignored.
+    p.add_argument("--inline_run_max_ms", type=float, help=argparse.SUPPRESS)
     p.add_argument(
         "--compute_thread_nice",
         type=int,
