@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,25 +287,51 @@ def test_predict_with_an_empty_request_is_a_clean_error(server: ServingdProcess)
     assert refused.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 
 
-def test_a_rest_client_that_hangs_up_frees_its_slot(server: ServingdProcess) -> None:
-    """Two REST :predicts of never-ending runs take both slots; their clients hang up after
-    0.3 s. The slots come back then, not when the REST timeout (2 s) ends the runs."""
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+def _never_ending_rest_predicts(server: ServingdProcess) -> Callable[[], None]:
+    """Two REST :predicts of never-ending runs; returns how to hang up on them."""
     body = json.dumps({"inputs": 10**12}).encode()
     request = (
         b"POST /v1/models/spin:predict HTTP/1.1\r\nHost: x\r\n"
         + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    start = time.monotonic()
     clients = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(2)]
     for sock in clients:
         sock.sendall(request)
+
+    def hang_up() -> None:
+        for sock in clients:
+            sock.close()
+
+    return hang_up
+
+
+def _never_ending_grpc_predicts(server: ServingdProcess) -> Callable[[], None]:
+    """Two gRPC Predicts of never-ending runs (2 s deadlines); returns how to cancel them."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    calls = [stub.Predict.future(spin_request(10**12), timeout=2.0) for _ in range(2)]
+
+    def cancel() -> None:
+        for call in calls:
+            call.cancel()
+
+    return cancel
+
+
+@pytest.mark.parametrize("start", [_never_ending_rest_predicts, _never_ending_grpc_predicts])
+def test_a_client_that_hangs_up_or_cancels_frees_its_slot(
+    server: ServingdProcess, start: Callable[[ServingdProcess], Callable[[], None]]
+) -> None:
+    """Two requests of never-ending runs take both slots; their clients hang up (REST) or
+    cancel (gRPC) after 0.3 s. The slots come back then, not when the deadline (the REST
+    timeout, 2 s; the gRPC deadline, 2 s) ends the runs."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    begin = time.monotonic()
+    give_up = start(server)
     time.sleep(0.3)
-    for sock in clients:
-        sock.close()
+    give_up()
     admitted = False
-    while not admitted and time.monotonic() - start < 1.7:
+    while not admitted and time.monotonic() - begin < 1.7:
         try:
             stub.Predict(spin_request(1), timeout=10)
             admitted = True
