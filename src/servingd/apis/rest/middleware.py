@@ -28,7 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _INFERENCE = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/[^:]*)?:[a-z]+", re.IGNORECASE)
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where the admission middleware leaves the body it read for the handler.
-_BODY = "servingd.body"
+_BODY = web.RequestKey("servingd_body", bytes)
 
 
 def _json_error(message: str, status: int) -> web.Response:
@@ -165,7 +165,7 @@ async def _read_body(request: web.Request) -> bytes:
 async def read_body(request: web.Request) -> bytes:
     """The body of a request: as the admission middleware read it, else read now."""
     body = request.get(_BODY)
-    return body if isinstance(body, bytes) else await request.read()
+    return body if body is not None else await request.read()
 
 
 def _closing(response: web.Response) -> web.Response:
