@@ -19,7 +19,7 @@ own gRPC server, services and admission wrapper; only the handler body differs:
   full    servingd's batched path: scheduler, batch thread, TensorFlow
   loopbatch  `lookup`, then the calls that arrive in one loop iteration merged and run by
           TensorFlow on the event loop itself (ops in the caller thread), no batch thread
-  off     servingd with batching off (inline runs on the loop), for reference
+  off     servingd with batching off (runs on worker threads), for reference
 
 The differences between neighbouring rows are what each layer costs on the loop thread
 (the last two are alternatives to `full`, not layers on it);

@@ -5,7 +5,7 @@
 Loads the version with servingd's own SavedModelLoader (one Session, a cached C++
 callable) under the daemon's allocator settings (daemon.heap_reuse) and calls
 `SavedModelServable.run` in a loop on one thread, TensorFlow's ops in that thread
-(`in_caller_thread`, as servingd's inline runs; at batch 64 as fast as through TensorFlow's
+(`in_caller_thread`, as servingd's short batched runs; at batch 64 as fast as through TensorFlow's
 inter-op threads, and at batch 1 faster: the stricter limit); prints one JSON object with
 requests (calls), rows/s and per-call latency percentiles (ms).
 """

@@ -3,7 +3,7 @@
     python -m tests.bench.side_by_side --b-python OTHER/bin/python
     python -m tests.bench.side_by_side --b-src /tmp/old/src        # git worktree of HEAD~1
     python -m tests.bench.side_by_side --b-env TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 --rounds 8
-    python -m tests.bench.side_by_side --b-flag=--inline_run_max_ms=0
+    python -m tests.bench.side_by_side --b-flag=--compute_thread_nice=10
     python -m tests.bench.side_by_side --b-src /tmp/old/src --protocol rest --rows 64 \
         --modes off --points mlp:16                               # make bench's REST [64,784]
 

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -262,17 +262,21 @@ def test_slow_and_half_open_connections_do_not_pin_the_server(server: ServingdPr
         )
         stalled.append(sock)
     try:
-        # Others are still served at once, and the stalled bodies time out with 408.
-        body = json.dumps({"inputs": 2}).encode()
-        status, reply = rest(server, "/v1/models/spin:predict", body)
-        assert (status, reply) == (200, {"outputs": 2})
-        stalled[0].settimeout(10)
-        answer = stalled[0].recv(4096)
-        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        # A body is admitted before it is read: two stalled bodies hold the two slots until
+        # they time out with 408 (the REST timeout), the others are refused at once (503)
+        # without being read; health answers meanwhile.
+        assert rest(server, "/healthz")[0] == 200
+        answers = []
+        for sock in stalled:
+            sock.settimeout(10)
+            answers.append(sock.recv(4096)[:12])
+        assert sorted(answers) == [b"HTTP/1.1 408"] * 2 + [b"HTTP/1.1 503"] * 48, answers
     finally:
         for sock in stalled:
             sock.close()
-    assert rest(server, "/healthz")[0] == 200
+    # Then the slots are free again.
+    body = json.dumps({"inputs": 2}).encode()
+    assert rest(server, "/v1/models/spin:predict", body) == (200, {"outputs": 2})
 
 
 def test_predict_with_an_empty_request_is_a_clean_error(server: ServingdProcess) -> None:
@@ -281,3 +285,57 @@ def test_predict_with_an_empty_request_is_a_clean_error(server: ServingdProcess)
     with pytest.raises(grpc.RpcError) as refused:
         stub.Predict(request, timeout=10)
     assert refused.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+def _never_ending_rest_predicts(server: ServingdProcess) -> Callable[[], None]:
+    """Two REST :predicts of never-ending runs; returns how to hang up on them."""
+    body = json.dumps({"inputs": 10**12}).encode()
+    request = (
+        b"POST /v1/models/spin:predict HTTP/1.1\r\nHost: x\r\n"
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    clients = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(2)]
+    for sock in clients:
+        sock.sendall(request)
+
+    def hang_up() -> None:
+        for sock in clients:
+            sock.close()
+
+    return hang_up
+
+
+def _never_ending_grpc_predicts(server: ServingdProcess) -> Callable[[], None]:
+    """Two gRPC Predicts of never-ending runs (2 s deadlines); returns how to cancel them."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    calls = [stub.Predict.future(spin_request(10**12), timeout=2.0) for _ in range(2)]
+
+    def cancel() -> None:
+        for call in calls:
+            call.cancel()
+
+    return cancel
+
+
+@pytest.mark.parametrize("start", [_never_ending_rest_predicts, _never_ending_grpc_predicts])
+def test_a_client_that_hangs_up_or_cancels_frees_its_slot(
+    server: ServingdProcess, start: Callable[[ServingdProcess], Callable[[], None]]
+) -> None:
+    """Two requests of never-ending runs take both slots; their clients hang up (REST) or
+    cancel (gRPC) after 0.3 s. The slots come back then, not when the deadline (the REST
+    timeout, 2 s; the gRPC deadline, 2 s) ends the runs."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    begin = time.monotonic()
+    give_up = start(server)
+    time.sleep(0.3)
+    give_up()
+    admitted = False
+    while not admitted and time.monotonic() - begin < 1.7:
+        try:
+            stub.Predict(spin_request(1), timeout=10)
+            admitted = True
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            time.sleep(0.05)
+    assert admitted, "the slots stayed taken after their clients hung up"

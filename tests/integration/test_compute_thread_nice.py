@@ -1,7 +1,7 @@
 """compute_thread_nice: model work runs at that nice value; the event loop and gRPC do not.
 
-One daemon from a servingd.yaml: the project's MLP twice, one batched and one not (inline
-runs off, so its runs go to the worker threads). A burst of [64,784] Predicts to each, and
+One daemon from a servingd.yaml: the project's MLP twice, one batched and one not (its
+runs go to the worker threads). A burst of [64,784] Predicts to each, and
 per-thread CPU from /proc/PID/task/*/stat: TensorFlow's compute threads (created while the
 first model loaded), the workers and the batch thread must carry the nice value; the main
 thread (the event loop) and gRPC's own threads keep the daemon's.
@@ -41,7 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingdProcess
     (etc / "models.d/plain.yaml").write_text(f"base_path: {mlp}\n")
     (etc / "servingd.yaml").write_text(
         f"compute_thread_nice: {COMPUTE_NICE}\n"
-        "inline_run_max_ms: 0\n"
         "file_system_poll_wait_seconds: 0\n"
         "models_dir: models.d\n"
         "logging: {level: info, target: stderr}\n"

@@ -42,7 +42,21 @@ ROWS: dict[str, tuple[str, str, str, str]] = {
         "UNAVAILABLE (p99 {rejected_p99_ms} ms); probes {probes_ok} ok / {probes_failed} failed; "
         "recovered={recovered}",
     ),
+    "slow_requests_health": (
+        "tests/reliability/test_slow_requests.py",
+        "one gRPC client for {seconds} s: 10 fast Predicts, then never-ending runs: one with "
+        "a 0.2 s deadline, one cancelled after 0.2 s, a REST one abandoned after 0.2 s",
+        "gRPC health + /healthz probed every 50 ms",
+        "{probes} probes: p99 {p99_ms} ms, max {max_ms} ms, {within_100ms} within 100 ms",
+    ),
     # Hostile inputs: property tests (in process) and the REST fuzz run (real daemon).
+    "bad_input_soak": (
+        "tests/reliability/test_bad_input_soak.py",
+        "{clients} clients, closed loop, {seconds} s",
+        "65-dim tensors, undecodable messages, lone surrogates, bad and good gzip bodies, "
+        "100 KB names, 10,000 input names, malformed HTTP",
+        "{requests} requests; {log_bytes} bytes of log, {tracebacks} tracebacks",
+    ),
     "rest_fuzz": (
         "tests/reliability/test_rest_fuzz.py",
         "schemathesis, {examples} examples per operation, one worker, seed {seed}",

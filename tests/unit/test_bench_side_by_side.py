@@ -15,11 +15,11 @@ def test_sides_that_do_not_differ_are_refused() -> None:
 
 def test_side_b_takes_its_interpreter_env_and_flags() -> None:
     args, a, b = side_by_side.parse_args(
-        ["--b-python", "/opt/b/python", "--b-env", "K=v=1", "--b-flag=--inline_run_max_ms=0"]
+        ["--b-python", "/opt/b/python", "--b-env", "K=v=1", "--b-flag=--compute_thread_nice=10"]
     )
     assert b.python == "/opt/b/python" and a.python != b.python
     assert b.env == {"K": "v=1"} and a.env == {}
-    assert b.flags == ["--inline_run_max_ms=0"]
+    assert b.flags == ["--compute_thread_nice=10"]
     assert args.rounds == 6
 
 

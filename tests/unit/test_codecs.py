@@ -273,3 +273,29 @@ def test_empty_tensor_with_an_impossible_shape_is_refused() -> None:
         2**20,
         2**20,
     )
+
+
+@pytest.mark.parametrize("rank", [65, 300])
+@pytest.mark.parametrize("content", [False, True])
+def test_more_dimensions_than_numpy_takes_are_invalid_argument(rank: int, content: bool) -> None:
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for _ in range(rank):
+        proto.tensor_shape.dim.add(size=1)
+    if content:
+        proto.tensor_content = np.float32(1).tobytes()
+    else:
+        proto.float_val.append(1.0)
+    with pytest.raises(InvalidArgument, match=f"{rank} dimensions, more than the 64"):
+        tensor_proto_to_ndarray(proto)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_typed_float_fields_are_written_packed_and_read_back_bit_for_bit(dtype: type) -> None:
+    array = np.array([[1.5, -0.0, np.nan, np.inf, -1e-30]], dtype=dtype).repeat(3, axis=0)
+    proto = ndarray_to_tensor_proto(array, use_tensor_content=False)
+    assert not proto.tensor_content
+    field = proto.float_val if dtype is np.float32 else proto.double_val
+    assert len(field) == array.size
+    back = tensor_proto_to_ndarray(proto)
+    assert back.dtype == array.dtype and back.tobytes() == array.tobytes()
+    assert tf.make_ndarray(proto).tobytes() == array.tobytes()

@@ -398,3 +398,23 @@ def test_compute_thread_nice_out_of_range_names_its_line(etc: Path, value: str) 
 def test_compute_thread_nice_flag_out_of_range_is_refused(etc: Path, value: str) -> None:
     error = refused(etc, f"--compute_thread_nice={value}")
     assert "--compute_thread_nice must be within [0, 19]" in error.message
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_deeply_nested_yaml_is_refused_with_its_position(etc: Path, opening: str) -> None:
+    # 5,000 levels: PyYAML's composer would recurse past Python's limit.
+    (etc / "servingd.yaml").write_text("logging: {level: info}\nmodels_dir: " + opening * 5000)
+    error = refused(etc)
+    assert f"{etc / 'servingd.yaml'}:2:" in str(error)
+    assert "nested more than 100 deep" in str(error)
+
+
+def test_the_obsolete_inline_run_setting_is_accepted_and_ignored(
+    etc: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was in the packaged servingd.yaml: an upgrade may keep an edited copy.
+    text = (etc / "servingd.yaml").read_text()
+    (etc / "servingd.yaml").write_text(text + "inline_run_max_ms: 2\n")
+    settings = load(etc, "--inline_run_max_ms=0")
+    assert not hasattr(settings, "inline_run_max_ms")
+    assert "inline_run_max_ms is obsolete and ignored" in caplog.text

@@ -7,7 +7,8 @@ import logging
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
 
-from servingd.apis.rest.bad_requests import install_bad_request_filter
+from servingd.apis.log_budget import LogBudget
+from servingd.apis.rest.bad_requests import BadRequestFilter, install_bad_request_filter
 
 
 def test_bad_http_message_is_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -34,3 +35,24 @@ def test_other_errors_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> 
         logging.getLogger("aiohttp.server").exception("Error handling request")
     (record,) = caplog.records
     assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+def test_a_flood_of_bad_requests_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    install_bad_request_filter()
+    logger = logging.getLogger("aiohttp.server")
+    (bad_requests,) = logger.filters
+    assert isinstance(bad_requests, BadRequestFilter)
+    clock = [0.0]
+    bad_requests.budget = LogBudget(interval_s=60, burst=5, clock=lambda: clock[0])
+    for _ in range(1000):
+        try:
+            raise BadHttpMessage("Invalid method")
+        except BadHttpMessage as exc:
+            logger.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
+    assert len(caplog.records) == 5
+    clock[0] = 60.0
+    try:
+        raise BadHttpMessage("Invalid method")
+    except BadHttpMessage as exc:
+        logger.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
+    assert "995 similar lines left out" in caplog.records[-1].getMessage()

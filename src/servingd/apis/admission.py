@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from servingd.apis.loop_load import LoopLoad
 from servingd.core.errors import InvalidArgument, Unavailable
 from servingd.core.metrics import TfCounter
 
@@ -46,13 +45,11 @@ class InFlightLimiter:
     """Counts inference requests in flight; refuses, never waits, when a cap is reached.
 
     ``acquire(model)`` returns a release function that must be called exactly once when
-    the request is finished (also when it failed). Thread-safe. `load`, if given, is told
-    when the count falls to 0 and when it rises from 0 (see loop_load).
+    the request is finished (also when it failed). Thread-safe.
     """
 
-    def __init__(self, options: AdmissionOptions, load: LoopLoad | None = None) -> None:
+    def __init__(self, options: AdmissionOptions) -> None:
         self.options = options
-        self._load = load
         self._lock = threading.Lock()
         self._total = 0
         self._per_model: dict[str, int] = {}
@@ -78,8 +75,6 @@ class InFlightLimiter:
                     f"Model {model} overloaded: {model_cap} of its requests already in flight "
                     "(--max_in_flight_requests_per_model); retry later with backoff"
                 )
-            if self._total == 0 and self._load is not None:
-                self._load.gap_closed()
             self._total += 1
             self._per_model[model] = count + 1
         released = False
@@ -91,8 +86,6 @@ class InFlightLimiter:
                     return
                 released = True
                 self._total -= 1
-                if self._total == 0 and self._load is not None:
-                    self._load.gap_opened()
                 left = self._per_model[model] - 1
                 if left:
                     self._per_model[model] = left

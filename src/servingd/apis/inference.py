@@ -2,9 +2,12 @@
 
 A request takes a handle on the version it names, holds it until TensorFlow has finished
 with it (also when the client gave up earlier: the session is still in use), and runs the
-model on a worker thread so that the event loop does not block on TensorFlow, or on the
-event loop itself when the signature is known to run within the inline limit (see
-inline_runs: a thread hand-off costs more than a short run).
+model on a worker thread, always: the event loop never runs TensorFlow, so health checks,
+status and the other requests never wait behind a model run, and every run carries the
+request's deadline, which TensorFlow enforces (a run on the loop thread could be neither
+interrupted nor bounded). Decoding a large request and encoding a large answer leave the
+loop too (`off_loop`, for work over `OFF_LOOP_ELEMENTS` tensor elements or
+`OFF_LOOP_BYTES` of body): a 38-byte TensorProto may declare 60 M elements.
 
 When the model is batched (`BatchingSession.parameters_for`), the request becomes a task of
 the shared batch scheduler instead; the handle is held until the batch containing it has
@@ -15,17 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from servingd.apis.inline_runs import InlinePolicy
 from servingd.apis.loop_bridge import LoopBridge
 from servingd.batching.session import BatchingSession
-from servingd.core import metrics
 from servingd.core.errors import DeadlineExceeded, ServingError
 from servingd.core.handles import ServableHandle
 from servingd.core.ids import ServableId
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from servingd.servables.saved_model import Signature
 
 T = TypeVar("T")
+# Decoding or encoding more tensor elements (or JSON bytes) than this happens on a worker
+# thread: about a millisecond of work, as much as the loop may give one request.
+OFF_LOOP_ELEMENTS = 1 << 16
+OFF_LOOP_BYTES = 1 << 20
 T_co = TypeVar("T_co", covariant=True)
 Inputs = Mapping[str, np.ndarray]
 # Inputs built from the leased version's signature (REST JSON needs its dtypes).
@@ -75,8 +79,8 @@ class SignaturePlan(Protocol[T_co]):
     def run(
         self, servable: Any, timeout_s: float | None = None, in_caller_thread: bool = False
     ) -> T_co:
-        """Runs unbatched, in the calling thread (a worker, or the event loop when inline);
-        `in_caller_thread`: TensorFlow's ops too (SavedModelServable.run)."""
+        """Runs unbatched, in the calling (worker) thread; `in_caller_thread`: TensorFlow's
+        ops too (SavedModelServable.run)."""
         ...
 
     def finish(self, outputs: Mapping[str, np.ndarray]) -> T_co:
@@ -99,12 +103,15 @@ class InferenceRunner:
         lookup: ServableLookup,
         executor: concurrent.futures.Executor,
         batching: BatchingSession | None = None,
-        inline: InlinePolicy | None = None,
     ) -> None:
         self.lookup = lookup
         self._executor = executor
         self.batching = batching
-        self.inline = inline
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread (work too long for the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await LoopBridge.for_loop(loop).watch(self._executor.submit(fn, *args))
 
     async def predict(
         self,
@@ -112,12 +119,15 @@ class InferenceRunner:
         inputs: Inputs | InputsFor,
         output_filter: Sequence[str] = (),
         timeout: float | None = None,
+        *,
+        large: bool = False,
     ) -> PredictResult:
         """Runs the signature ``request`` names on the version it names.
 
         ``inputs`` may be a function of that version's signature: it is called once, under
-        the same handle as the run, so a version swap between the two cannot happen. Its
-        errors are the request's own and carry no model/version suffix.
+        the same handle as the run, so a version swap between the two cannot happen (on a
+        worker thread when `large`). Its errors are the request's own and carry no
+        model/version suffix.
         """
         handle = self.lookup.handle(request.name, request.version, request.label)
         try:
@@ -127,14 +137,11 @@ class InferenceRunner:
             except ServingError as exc:
                 raise with_context(exc, handle.id) from None
             if not isinstance(inputs, Mapping):
-                inputs = inputs(signature)
+                inputs = await self.off_loop(inputs, signature) if large else inputs(signature)
             started = self._start(handle.id, servable, signature, inputs, output_filter, timeout)
         except BaseException:
             handle.release()
             raise
-        if isinstance(started, PredictResult):  # it ran inline: the lease ends here
-            handle.release()
-            return started
         outputs = await _await_leased(handle, started, timeout, request)
         return PredictResult(handle.id, signature.name, outputs)
 
@@ -146,53 +153,19 @@ class InferenceRunner:
         inputs: Inputs,
         output_filter: Sequence[str],
         timeout: float | None,
-    ) -> concurrent.futures.Future[dict[str, np.ndarray]] | PredictResult:
-        """Queues the run (batch scheduler or worker thread), or runs it inline and returns
-        its result (see inline_runs)."""
+    ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
+        """Queues the run: on the batch scheduler, or on a worker thread."""
         try:
             params = self.batching.parameters_for(servable_id) if self.batching else None
             if self.batching is not None and params is not None:
                 return self.batching.submit(
                     servable_id, servable, signature, inputs, output_filter, params, timeout
                 )
-            started = self._inline_or_submit(
-                servable_id, signature.name, inputs,
-                servable.run, signature, inputs, output_filter, timeout_s=timeout,
-            )  # fmt: skip
+            return self._executor.submit(
+                servable.run, signature, inputs, output_filter, timeout_s=timeout
+            )
         except ServingError as exc:
             raise with_context(exc, servable_id) from None
-        if isinstance(started, _Ran):
-            return PredictResult(servable_id, signature.name, started.value)
-        return started
-
-    def _inline_or_submit(
-        self,
-        servable_id: ServableId,
-        signature_name: str,
-        inputs: Inputs,
-        fn: Callable[..., T],
-        *args: Any,
-        **kwargs: Any,
-    ) -> concurrent.futures.Future[T] | _Ran[T]:
-        """``fn(*args, **kwargs)`` (an unbatched run of ``inputs`` on a signature) on a
-        worker thread, or here on the event loop when the inline policy says it is short.
-        Every run is timed for that policy. An inline run also executes TensorFlow's ops on
-        this thread (``in_caller_thread``): for a run that short, handing them to
-        TensorFlow's inter-op threads costs more than they do, and the deadline TensorFlow
-        then no longer enforces matters little for a run the policy expects to be short."""
-        if self.inline is None:
-            return self._executor.submit(fn, *args, **kwargs)
-        cost_key = (servable_id, signature_name)
-        elements = sum(int(a.size) for a in inputs.values())
-        if self.inline.should_inline(cost_key, elements):  # on this (event-loop) thread
-            value = _timed(
-                self.inline, cost_key, elements, False, fn, *args, in_caller_thread=True, **kwargs
-            )
-            metrics.labelled(metrics.INLINE_RUN_COUNT, servable_id.name).inc()
-            return _Ran(value)
-        return self._executor.submit(
-            _timed, self.inline, cost_key, elements, True, fn, *args, **kwargs
-        )
 
     async def run(
         self,
@@ -209,20 +182,12 @@ class InferenceRunner:
         """
         handle = self.lookup.handle(request.name, request.version, request.label)
         try:
-            future = self._submit_to_worker(call, handle.servable)
+            future = self._executor.submit(call, handle.servable)
         except BaseException:
             handle.release()
             raise
         value = await _await_leased(handle, future, timeout, request)
         return ServableResult(handle.id, value)
-
-    def _submit_to_worker(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
-        """``fn(*args)`` on a worker thread, counted by the inline policy among the worker
-        runs (a run it overlaps was not measured alone), with no run-time record: a
-        MultiInference is several signatures in one call."""
-        if self.inline is None:
-            return self._executor.submit(fn, *args)
-        return self._executor.submit(_on_worker, self.inline, fn, *args)
 
     async def run_planned(
         self,
@@ -232,14 +197,14 @@ class InferenceRunner:
     ) -> ServableResult[T]:
         """Runs ``make_plan(servable)`` against the version ``request`` names: through the
         batch scheduler when the model is batched, else as an unbatched Predict (a worker
-        thread, or inline when the signature is known to run within the inline limit).
+        thread).
 
         The plan is made on the event loop; batched, it is also finished there and only
         TensorFlow runs on the batch thread. Errors name the model and version.
         """
         handle = self.lookup.handle(request.name, request.version, request.label)
         finish: Callable[[dict[str, np.ndarray]], T] | None = None
-        started: concurrent.futures.Future[Any] | _Ran[T]
+        started: concurrent.futures.Future[Any]
         try:
             servable: Any = handle.servable
             plan = make_plan(servable)
@@ -257,18 +222,13 @@ class InferenceRunner:
                 )
                 finish = plan.finish
             else:
-                started = self._inline_or_submit(
-                    handle.id, plan.signature_key, plan.inputs, plan.run, servable, timeout
-                )
+                started = self._executor.submit(plan.run, servable, timeout)
         except ServingError as exc:
             handle.release()
             raise with_context(exc, handle.id) from None
         except BaseException:
             handle.release()
             raise
-        if isinstance(started, _Ran):  # it ran inline: the lease ends here
-            handle.release()
-            return ServableResult(handle.id, started.value)
         value = await _await_leased(handle, started, timeout, request)
         if finish is None:
             return ServableResult(handle.id, value)
@@ -276,46 +236,6 @@ class InferenceRunner:
             return ServableResult(handle.id, finish(value))
         except ServingError as exc:
             raise with_context(exc, handle.id) from None
-
-
-class _Ran(Generic[T]):
-    """A run that happened inline: its value, already there."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-
-def _timed(
-    policy: InlinePolicy,
-    cost_key: tuple[ServableId, str],
-    elements: int,
-    on_worker: bool,
-    fn: Callable[..., T],
-    *args: Any,
-    **kwargs: Any,
-) -> T:
-    """``fn(*args, **kwargs)``, its time recorded for the inline decision: inline on the
-    event loop, or on a worker thread (where it counts as measured alone only if no other
-    worker run overlapped it: see inline_runs)."""
-    start = time.perf_counter()
-    token = policy.worker_run_started() if on_worker else 0
-    try:
-        value = fn(*args, **kwargs)
-    finally:
-        alone = policy.worker_run_ended(token) if on_worker else True
-    policy.record(cost_key, elements, time.perf_counter() - start, alone=alone)
-    return value
-
-
-def _on_worker(policy: InlinePolicy, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` on a worker, counted among the worker runs (see `_timed`)."""
-    token = policy.worker_run_started()
-    try:
-        return fn(*args)
-    finally:
-        policy.worker_run_ended(token)
 
 
 async def _await_leased(

@@ -8,7 +8,7 @@ model/version in errors) and records TF Serving's per-request example counts.
 
 Classify and Regress of a batched model go through the batch scheduler, as in TF Serving
 (their Session::Run matches the signature's tensors); unbatched, they run like an unbatched
-Predict (a worker thread, or inline once known to be fast). MultiInference always runs
+Predict (on a worker thread). MultiInference always runs
 unbatched: it fetches several signatures' outputs at once, which matches no single batching
 signature (TF Serving bypasses its batcher then).
 """

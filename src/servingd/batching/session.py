@@ -11,8 +11,8 @@ The servable object and signature travel with each queue's processor; a queue is
 handle until the Future is done: the batch that contains the task has then run.
 
 A batch expected to run within `SHORT_BATCH_RUN_S` (from its signature's last batched run,
-per padded row) executes TensorFlow's ops on the batch thread itself (`in_caller_thread`,
-as inline runs do) instead of handing each step to TensorFlow's inter-op threads: for a
+per padded row) executes TensorFlow's ops on the batch thread itself (`in_caller_thread`)
+instead of handing each step to TensorFlow's inter-op threads: for a
 run that short the hand-offs cost more than the ops. Longer runs keep the inter-op pool
 (independent branches of a big graph run in parallel there). A batched run has no
 TensorFlow deadline either way: its tasks' deadlines are checked when the batch forms.

@@ -96,13 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bool(
         p, "gpu_memory_allow_growth", False, "let TensorFlow grow GPU memory as needed (GPU only)"
     )
-    p.add_argument(
-        "--inline_run_max_ms",
-        type=float,
-        default=2.0,
-        help="unbatched Predict runs whose signature is known to take at most this long run "
-        "on the event-loop thread, sparing two thread hand-offs (0: always a worker thread)",
-    )
+    # Obsolete (model runs never happen on the event-loop thread): accepted, ignored.
+    p.add_argument("--inline_run_max_ms", type=float, help=argparse.SUPPRESS)
     p.add_argument(
         "--compute_thread_nice",
         type=int,

@@ -7,6 +7,7 @@ other key is refused with its file:line. The packaged etc/servingd.yaml document
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from servingd.config.monitoring_config import load_prometheus_path
 from servingd.config.ssl_config import TlsSettings, load_ssl_config
 from servingd.config.yaml_nodes import Node
 from servingd.core.thread_priority import MAX_NICE
+
+log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_TARGETS = ("auto", "journald", "stderr")
@@ -187,7 +190,6 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(("version_settle_seconds",), "version_settle_s", "version_settle_seconds", _seconds),
     Entry(("drain_grace_seconds",), "drain_grace_s", "drain_grace_seconds", _seconds),
-    Entry(("inline_run_max_ms",), "inline_run_max_ms", "inline_run_max_ms", _millis),
     Entry(("compute_thread_nice",), "compute_thread_nice", "compute_thread_nice", _nice),
     Entry(
         ("enable_per_model_batching_parameters",),
@@ -252,6 +254,11 @@ SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "warmu
 # Keys read by name below (paths, batching, the default device).
 PATH_KEYS = ("models_dir", "model_root", "model_config_file", "pid_file")
 OTHER_KEYS = ("enable_batching", "batching", "device", "bind_address")
+# Keys of earlier releases, still accepted (an upgrade may keep an edited servingd.yaml)
+# but ignored, with a warning saying why.
+OBSOLETE_KEYS = {
+    "inline_run_max_ms": "model runs never happen on the event-loop thread any more",
+}
 # The top-level bind_address: both listeners' address unless their section names one.
 BIND_ADDRESS_SETTINGS = (
     ("grpc_bind_address", "grpc_bind_address"),
@@ -283,7 +290,12 @@ def read_servingd_yaml(root: Node | None) -> ServingdYaml:
     if root is None:  # an empty (all comments) file: every default applies
         return result
     top_level = {e.path[0] for e in ENTRIES if len(e.path) == 1}
-    top = root.mapping("servingd.yaml", (*SECTIONS, *top_level, *PATH_KEYS, *OTHER_KEYS))
+    top = root.mapping(
+        "servingd.yaml", (*SECTIONS, *top_level, *PATH_KEYS, *OTHER_KEYS, *OBSOLETE_KEYS)
+    )
+    for key, why in OBSOLETE_KEYS.items():
+        if key in top:
+            log.warning("%s:%s: %s is obsolete and ignored: %s", root.path, top[key].line, key, why)
     sections: dict[str, dict[str, Node]] = {}
     for section in SECTIONS:
         if section in top and not top[section].is_null():

@@ -44,7 +44,6 @@ class ServerSettings:
     gpu_allow_growth: bool = False
     log_level: str = "info"
     drain_grace_s: float = 30.0
-    inline_run_max_ms: float = 2.0  # servingd's own: see servingd.apis.inline_runs
     compute_thread_nice: int = 0  # servingd's own: see servingd.core.thread_priority
     # servingd's own: where the configuration came from, and process housekeeping.
     config_file: str = ""
@@ -189,7 +188,6 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
         per_model_batching_parameters=args.enable_per_model_batching_parameters,
         log_level=args.log_level,
         drain_grace_s=args.drain_grace_seconds,
-        inline_run_max_ms=max(float(args.inline_run_max_ms), 0.0),
         compute_thread_nice=args.compute_thread_nice,
         config_file=args.config,
         models_dir=args.models_dir,

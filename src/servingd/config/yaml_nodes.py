@@ -124,6 +124,30 @@ def _kind(node: yaml.Node) -> str:
     return f"value {node.value!r}"
 
 
+# Collections nested deeper than this are refused: PyYAML's composer recurses per level
+# and would fail with "maximum recursion depth exceeded", without a position.
+MAX_YAML_DEPTH = 100
+
+
+def _check_depth(text: str, path: str) -> None:
+    """Refuses nesting deeper than MAX_YAML_DEPTH, at the line where it goes too deep (the
+    parser's events come from a loop, not a recursion)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                mark = event.start_mark
+                raise ConfigError(
+                    path,
+                    None if mark is None else int(mark.line) + 1,
+                    f"invalid YAML: lists and mappings nested more than {MAX_YAML_DEPTH} deep",
+                    None if mark is None else int(mark.column) + 1,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_yaml_file(path: str) -> Node | None:
     """Composes one YAML document; None when the file holds no document."""
     try:
@@ -134,6 +158,7 @@ def load_yaml_file(path: str) -> Node | None:
     except UnicodeDecodeError as exc:
         raise ConfigError(path, None, f"not UTF-8 text: {exc}") from None
     try:
+        _check_depth(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -184,12 +184,3 @@ BATCHING_WRAPPED_RUN_COUNT = TfCounter(
     "Total count of run calls on the wrapped session",
     ["model_name"],
 )
-
-# -- servingd's own: unbatched Predict runs done on the event-loop thread (apis.inline_runs)
-INLINE_RUN_COUNT = Counter(
-    "servingd_inline_runs",
-    "Unbatched Predict runs done on the event-loop thread instead of a worker thread "
-    "(signatures with a record of fast runs; see --inline_run_max_ms).",
-    ["model_name"],
-    registry=REGISTRY,
-)

@@ -20,8 +20,6 @@ from servingd.apis.admission import AdmissionOptions, InFlightLimiter
 from servingd.apis.auth import BearerToken
 from servingd.apis.grpc.server import GrpcFrontEnd, GrpcOptions
 from servingd.apis.inference import InferenceRunner
-from servingd.apis.inline_runs import InlinePolicy
-from servingd.apis.loop_load import LoopLoad
 from servingd.apis.rest.server import RestApi, RestFrontEnd, RestOptions
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import SharedBatchScheduler
@@ -170,18 +168,14 @@ class ModelServer:
             SharedBatchScheduler(1, thread_nice=settings.compute_thread_nice)
         )
         self._apply_batching(settings.models)
-        # The loop's load decides whether short runs stay on it (see inline_runs).
-        self.loop_load = LoopLoad()
-        self.inline = InlinePolicy(settings.inline_run_max_ms / 1000.0, load=self.loop_load)
-        self.runner = InferenceRunner(self.lookup, self.executor, self.batching, self.inline)
+        self.runner = InferenceRunner(self.lookup, self.executor, self.batching)
         # One in-flight count across gRPC and REST: the cap is the server's, not a port's.
         self.limiter = InFlightLimiter(
             AdmissionOptions(
                 max_in_flight=settings.max_in_flight,
                 max_in_flight_per_model=settings.max_in_flight_per_model,
                 max_tensor_elements=settings.max_tensor_elements,
-            ),
-            self.loop_load,
+            )
         )
         self.admin_token = BearerToken(settings.admin_token) if settings.admin_token else None
         self.grpc: GrpcFrontEnd | None = None
@@ -412,7 +406,6 @@ class ModelServer:
         if settings.log_level != old.log_level:
             set_level(settings.log_level)
             log.info("log level is now %s", settings.log_level)
-        self.inline.max_s = settings.inline_run_max_ms / 1000.0
         async with self._reload_lock:
             self.settings = dataclasses.replace(settings, **kept)
             await self._reload_models(settings.models, timeout)

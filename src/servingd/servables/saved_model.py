@@ -19,8 +19,7 @@ MatMul stays parallel). For a short run the hand-off costs more than the run: me
 (2 vCPU), half_plus_two batch 1 took 150-400 us of CPU per run through the pool and 26-166
 in the caller thread, the MLP 460-940 against 360-530, with idle gaps between runs as a
 server has them. TensorFlow enforces no timeout on a run in the caller thread, so it is
-used only for runs known to be short: inline runs (apis.inline_runs) and short batched runs
-(batching.session).
+used only for runs known to be short: short batched runs (batching.session).
 """
 
 from __future__ import annotations

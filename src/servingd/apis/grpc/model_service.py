@@ -15,7 +15,7 @@ from tensorflow_serving.apis import (
 from servingd.apis.errors import TF_ERROR_CODE
 from servingd.apis.grpc.model_spec import model_request
 from servingd.apis.grpc.prediction_service import abort_with
-from servingd.core.errors import Unimplemented
+from servingd.core.errors import InvalidArgument, Unimplemented
 from servingd.core.lookup import ServableLookup
 from servingd.core.states import ManagerState, ServableState
 
@@ -65,6 +65,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore
         try:
             if self._reload_config is None:
                 raise Unimplemented("This server was started without a reloadable model config")
+            # TF Serving (model_service_impl.cc) applies only a model_config_list; an empty
+            # request, or another kind of config, is refused and changes nothing.
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise InvalidArgument(
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                    "Only ModelConfigList is currently supported"
+                )
             await self._reload_config(request.config)
             return model_management_pb2.ReloadConfigResponse()
         except Exception as exc:

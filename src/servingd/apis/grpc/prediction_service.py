@@ -6,15 +6,17 @@ import logging
 from typing import Any
 
 import grpc
+import numpy as np
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 
-from servingd.apis.errors import as_serving_error, grpc_status
+from servingd.apis.admission import tensor_proto_elements
+from servingd.apis.errors import as_serving_error, grpc_status, public_message
 from servingd.apis.grpc.model_spec import fill_model_spec, model_request
-from servingd.apis.inference import InferenceRunner
+from servingd.apis.inference import OFF_LOOP_ELEMENTS, InferenceRunner, PredictResult
 from servingd.apis.request_metrics import GRPC, observe_request
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import InvalidArgument
@@ -28,7 +30,25 @@ _SIGNATURE_DEF_FIELD = "signature_def"
 async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     """Ends the call with the status that `exc` maps to (see servingd.apis.errors)."""
     error = as_serving_error(exc)
-    await context.abort(grpc_status(error), error.message)
+    await context.abort(grpc_status(error), public_message(error))
+
+
+def _decode_inputs(protos: Any) -> dict[str, np.ndarray]:
+    return {alias: tensor_proto_to_ndarray(t) for alias, t in protos.items()}
+
+
+def _predict_response(result: PredictResult) -> Any:
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, result.id.name, result.id.version, result.signature_name)
+    for alias, array in result.outputs.items():
+        # Typed *_val fields, as TF Serving writes them: clients read `float_val`.
+        ndarray_to_tensor_proto(array, response.outputs[alias], use_tensor_content=False)
+    return response
+
+
+def _serialized_predict_response(result: PredictResult) -> bytes:
+    """The response as bytes (see registration: grpc.aio then sends them as they are)."""
+    return bytes(_predict_response(result).SerializeToString())
 
 
 def time_remaining(context: grpc.aio.ServicerContext) -> float | None:
@@ -46,18 +66,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
             with observe_request("Predict", GRPC) as observed:
                 observed.model_name = request.model_spec.name
                 spec = model_request(request)
-                inputs = {alias: tensor_proto_to_ndarray(t) for alias, t in request.inputs.items()}
+                declared = sum(tensor_proto_elements(t) for t in request.inputs.values())
                 result = await self._runner.predict(
-                    spec, inputs, tuple(request.output_filter), time_remaining(context)
+                    spec,
+                    lambda _signature: _decode_inputs(request.inputs),
+                    tuple(request.output_filter),
+                    time_remaining(context),
+                    large=declared > OFF_LOOP_ELEMENTS,
                 )
-            response = predict_pb2.PredictResponse()
-            fill_model_spec(
-                response.model_spec, result.id.name, result.id.version, result.signature_name
-            )
-            for alias, array in result.outputs.items():
-                # Typed *_val fields, as TF Serving writes them: clients read `float_val`.
-                ndarray_to_tensor_proto(array, response.outputs[alias], use_tensor_content=False)
-            return response
+            if sum(a.size for a in result.outputs.values()) > OFF_LOOP_ELEMENTS:
+                return await self._runner.off_loop(_serialized_predict_response, result)
+            return _predict_response(result)
         except Exception as exc:
             await abort_with(context, exc)
 

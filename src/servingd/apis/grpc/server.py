@@ -7,15 +7,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
-from servingd.apis.grpc.method_guards import admit_prediction_calls, require_token_for_reload
+from servingd.apis.grpc.method_guards import (
+    admit_prediction_calls,
+    local_peers_only_for_reload,
+    require_token_for_reload,
+)
 from servingd.apis.grpc.model_service import ModelService, ReloadConfigHandler
 from servingd.apis.grpc.prediction_service import PredictionService
+from servingd.apis.grpc.registration import add_service
 from servingd.apis.inference import InferenceRunner
 from servingd.apis.tf_example import ExampleApi
 from servingd.config.ssl_config import TlsSettings
@@ -79,11 +85,13 @@ class GrpcFrontEnd:
         )
         if options.limiter is not None:
             admit_prediction_calls(prediction, options.limiter)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, self.server)
+        add_service(self.server, _service("PredictionService"), prediction)
         models = ModelService(runner.lookup, reload_config)
         if options.admin_token is not None:
             require_token_for_reload(models, options.admin_token)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self.server)
+        else:
+            local_peers_only_for_reload(models)
+        add_service(self.server, _service("ModelService"), models)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -126,6 +134,12 @@ class GrpcFrontEnd:
 
     async def stop(self, grace: float) -> None:
         await self.server.stop(grace)
+
+
+def _service(name: str) -> ServiceDescriptor:
+    module = prediction_service_pb2 if name == "PredictionService" else model_service_pb2
+    service: ServiceDescriptor = module.DESCRIPTOR.services_by_name[name]
+    return service
 
 
 def _host(address: str) -> str:

@@ -33,14 +33,20 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from servingd.apis.admission import InFlightLimiter, check_arrays
 from servingd.apis.auth import BearerToken
-from servingd.apis.errors import as_serving_error, http_status
+from servingd.apis.errors import as_serving_error, http_status, public_message
 from servingd.apis.grpc.model_service import fill_version_status
-from servingd.apis.inference import InferenceRunner, ModelRequest
+from servingd.apis.inference import (
+    OFF_LOOP_BYTES,
+    OFF_LOOP_ELEMENTS,
+    InferenceRunner,
+    ModelRequest,
+    PredictResult,
+)
 from servingd.apis.request_metrics import REST, observe_request
 from servingd.apis.rest import json_tensors
 from servingd.apis.rest.bad_requests import install_bad_request_filter
 from servingd.apis.rest.examples_json import rest_methods
-from servingd.apis.rest.middleware import admission, bearer_auth, json_errors
+from servingd.apis.rest.middleware import admission, bearer_auth, json_errors, read_body
 from servingd.apis.rest.openapi import CONTENT_TYPE as OPENAPI_TYPE
 from servingd.apis.rest.openapi import OPENAPI_ROUTE, load_openapi_document
 from servingd.apis.rest.predict_body import PredictBody
@@ -92,7 +98,7 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 
 def error_response(exc: BaseException) -> web.Response:
     error = as_serving_error(exc)
-    return json_response({"error": error.message}, http_status(error))
+    return json_response({"error": public_message(error)}, http_status(error))
 
 
 def _proto_json(message: Any) -> dict[str, Any]:
@@ -206,13 +212,22 @@ class RestApi:
             if request.method == "POST" and method in self._extra_methods:
                 with observe_request(method.capitalize(), REST) as observed:
                     observed.model_name = spec.name
-                    body = json_tensors.loads(await request.read())
+                    raw = await read_body(request)
+                    body = (
+                        await self._runner.off_loop(json_tensors.loads, raw)
+                        if len(raw) > OFF_LOOP_BYTES
+                        else json_tensors.loads(raw)
+                    )
                     return json_response(await self._extra_methods[method](spec, body))
             raise InvalidArgument(f"Malformed request: {request.method} {request.path}")
         except ServingError as exc:
             return error_response(exc)
         except web.HTTPException:
             raise
+        except UnicodeEncodeError:  # "\ud800": valid JSON, but no UTF-8 string
+            return error_response(
+                InvalidArgument("JSON string is not valid Unicode (it holds a lone surrogate)")
+            )
         except Exception as exc:
             return error_response(exc)
 
@@ -241,7 +256,9 @@ class RestApi:
         )
 
     async def predict(self, request: web.Request, spec: ModelRequest) -> web.Response:
-        body = PredictBody(await request.read())
+        raw = await read_body(request)
+        large = len(raw) > OFF_LOOP_BYTES
+        body = await self._runner.off_loop(PredictBody, raw) if large else PredictBody(raw)
         spec = ModelRequest(spec.name, spec.version, spec.label, body.signature_name)
         limiter = self.options.limiter
 
@@ -251,8 +268,16 @@ class RestApi:
                 check_arrays(inputs, limiter.options.max_tensor_elements)
             return inputs
 
-        result = await self._runner.predict(spec, decode, timeout=self.options.timeout_ms / 1000.0)
-        return json_response(json_tensors.encode_predict_response(result.outputs, body.row_format))
+        result = await self._runner.predict(
+            spec, decode, timeout=self.options.timeout_ms / 1000.0, large=large
+        )
+        if sum(a.size for a in result.outputs.values()) > OFF_LOOP_ELEMENTS:
+            return await self._runner.off_loop(_predict_response, result, body.row_format)
+        return _predict_response(result, body.row_format)
+
+
+def _predict_response(result: PredictResult, row_format: bool) -> web.Response:
+    return json_response(json_tensors.encode_predict_response(result.outputs, row_format))
 
 
 def _input_dtypes(signature: Signature) -> dict[str, np.dtype[Any]]:
@@ -300,7 +325,9 @@ class RestFrontEnd:
         if options.admin_token is not None:
             middlewares.append(bearer_auth(options.admin_token))
         if options.limiter is not None:
-            middlewares.append(admission(options.limiter, options.timeout_ms / 1000.0))
+            middlewares.append(
+                admission(options.limiter, options.timeout_ms / 1000.0, options.max_body_bytes)
+            )
         self.app = web.Application(client_max_size=options.max_body_bytes, middlewares=middlewares)
         self.app.add_routes(api.routes())
         # cleanup() waits up to shutdown_timeout for in-flight handlers: the drain.
@@ -310,6 +337,14 @@ class RestFrontEnd:
             handle_signals=False,
             shutdown_timeout=drain_grace_s,
             keepalive_timeout=options.keepalive_timeout_s,
+            # A body left unread (refused for its size, a full cap, a slow sender) is not
+            # drained: aiohttp would otherwise read it for up to 10 s more, holding the
+            # connection (and logging a body that does not decode as an unhandled error).
+            lingering_time=0,
+            # A client that hangs up cancels its handler: its in-flight slot comes back at
+            # once (a queued batch task leaves its queue; a TensorFlow run that started
+            # goes on to its deadline, which the REST timeout bounds).
+            handler_cancellation=True,
         )
 
     async def start(self) -> None:
