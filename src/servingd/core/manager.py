@@ -58,7 +58,7 @@ from typing import Any
 from servingd.core.errors import InvalidArgument, NotFound, ServingError, Unknown
 from servingd.core.events import EventBus
 from servingd.core.handles import LoadedServable, ServableHandle
-from servingd.core.ids import ServableId
+from servingd.core.ids import ServableId, model_fields
 from servingd.core.loader import Loader
 from servingd.core.policy import (
     Action,
@@ -74,11 +74,6 @@ logger = logging.getLogger(__name__)
 
 # Status codes of load errors that another attempt on the same files cannot fix.
 PERMANENT_LOAD_ERRORS = frozenset({"NOT_FOUND", "DATA_LOSS", "INVALID_ARGUMENT", "UNIMPLEMENTED"})
-
-
-def model_fields(servable_id: ServableId) -> dict[str, str]:
-    """The journal fields of a line about one version (see daemon.logging_setup)."""
-    return {"MODEL_NAME": servable_id.name, "MODEL_VERSION": str(servable_id.version)}
 
 
 @dataclass

@@ -542,6 +542,8 @@ class SavedModelLoader:
         if isinstance(exc, OSError):
             if exc.errno is None and "Cannot parse file" in str(exc):
                 return self._fail(errors.DataLoss, exc)
+            if exc.errno is None and "SavedModel file does not exist" in str(exc):
+                return self._fail(errors.NotFound, exc)  # retrying cannot create it
             return self._os_error(exc)
         if isinstance(exc, ValueError) and "not a valid checkpoint" in str(exc):
             return self._fail(errors.NotFound, f"cannot restore the variables: {exc}")
