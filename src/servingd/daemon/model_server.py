@@ -53,6 +53,7 @@ RELOAD_SETTLE_TIMEOUT_S = 600.0
 # num_load_threads 0: two loads side by side (a load waiting to retry holds none), enough
 # for a small box; TensorFlow's own thread pools do the work of each load.
 DEFAULT_LOAD_THREADS = 2
+STATUS_REASON_CHARS = 160  # per model not serving, in STATUS= (the full text: /readyz)
 
 
 # Settings that only a restart applies: the listeners and what is fixed when the loader,
@@ -117,8 +118,16 @@ class ServingSummary:
             f"available, {self.errors} error{'s' if self.errors != 1 else ''}"
         )
         if self.not_serving:
-            text += "; not serving: " + "; ".join(f"{m} ({why})" for m, why in self.not_serving)
+            text += "; not serving: " + "; ".join(
+                f"{m} ({_one_line(why)})" for m, why in self.not_serving
+            )
         return text
+
+
+def _one_line(text: str, limit: int = STATUS_REASON_CHARS) -> str:
+    """STATUS= is one line: TensorFlow's multi-line errors are joined and cut short."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class ModelServer:
