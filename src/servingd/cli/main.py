@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="servingctl: %(message)s", stream=sys.stderr)
+    from servingd.daemon.logging_setup import stderr_formatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(stderr_formatter(logging.Formatter("servingctl: %(message)s")))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":

@@ -43,7 +43,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import config_pb2
 
 from servingd.core import errors
-from servingd.core.ids import ServableId
+from servingd.core.ids import ServableId, model_fields
 from servingd.core.loader import ResourceEstimate
 from servingd.core.thread_priority import lower_current_thread
 from servingd.servables.codecs import (
@@ -523,6 +523,7 @@ class SavedModelLoader:
             self.id,
             self.path,
             ", ".join(sorted(servable.signature_def_map(include_init_op=False))),
+            extra=model_fields(self.id),
         )
 
     def _load_error(self, exc: BaseException) -> BaseException:
@@ -562,4 +563,4 @@ class SavedModelLoader:
         servable, self._servable = self._servable, None
         if servable is not None:
             servable.close()
-            log.info("Unloaded servable %s", self.id)
+            log.info("Unloaded servable %s", self.id, extra=model_fields(self.id))

@@ -76,7 +76,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from servingd.core.errors import FailedPrecondition, ServingError, Unknown
-from servingd.core.ids import ServableId, model_fields
+from servingd.core.ids import ServableId, model_fields, name_field
 from servingd.core.loader import Loader
 from servingd.core.metrics import VERSION_FALLBACKS
 from servingd.core.source import AspiredVersion, AspiredVersionsCallback
@@ -322,7 +322,11 @@ class FileSystemSource:
             for name in [n for n in self._models if n not in wanted]:
                 del self._models[name]
                 self._set_error(name, None)
-                logger.info("Model %s removed from the config: unaspiring all its versions", name)
+                logger.info(
+                    "Model %s removed from the config: unaspiring all its versions",
+                    name,
+                    extra=name_field(name),
+                )
                 self._send(name, [])
             for name, config in wanted.items():
                 state = self._models.get(name)
@@ -392,7 +396,12 @@ class FileSystemSource:
             return
         self._set_error(config.name, None)
         if not dirs and not state.warned_empty:
-            logger.warning("No versions of model %s found under %s", config.name, config.base_path)
+            logger.warning(
+                "No versions of model %s found under %s",
+                config.name,
+                config.base_path,
+                extra=name_field(config.name),
+            )
         state.warned_empty = not dirs
 
         for version in list(state.ready):
@@ -449,7 +458,14 @@ class FileSystemSource:
             state.settling.pop(version, None)
             if version not in state.warned_unreadable:
                 state.warned_unreadable.add(version)
-                logger.warning("Model %s version %d: cannot read %s: %s", name, version, path, exc)
+                logger.warning(
+                    "Model %s version %d: cannot read %s: %s",
+                    name,
+                    version,
+                    path,
+                    exc,
+                    extra=model_fields(ServableId(name, version)),
+                )
             return
         state.warned_unreadable.discard(version)
         now = self._clock()
@@ -476,7 +492,13 @@ class FileSystemSource:
         if ready:
             state.settling.pop(version, None)
             state.ready[version] = path
-            logger.info("Model %s version %d is ready at %s", name, version, path)
+            logger.info(
+                "Model %s version %d is ready at %s",
+                name,
+                version,
+                path,
+                extra=model_fields(ServableId(name, version)),
+            )
 
     def _aspire(self, state: _ModelState, versions: list[int]) -> None:
         name = state.config.name
@@ -506,7 +528,7 @@ class FileSystemSource:
                     f"{servable_id.version} at {path}: {type(exc).__name__}: {exc}"
                 )
             )
-            logger.error("%s", error)
+            logger.error("%s", error, extra=model_fields(servable_id))
             return AspiredVersion(servable_id, None, error)
 
     def _send(self, name: str, versions: list[AspiredVersion]) -> bool:
@@ -517,6 +539,7 @@ class FileSystemSource:
             "Model %s: aspired versions %s",
             name,
             [v.id.version for v in versions] or "none",
+            extra=name_field(name),
         )
         try:
             callback(name, versions)
@@ -533,6 +556,6 @@ class FileSystemSource:
             else:
                 self._errors[name] = message
         if message is not None and message != previous:
-            logger.warning("%s", message)
+            logger.warning("%s", message, extra=name_field(name))
         elif message is None and previous is not None:
-            logger.info("Model %s: base path is readable again", name)
+            logger.info("Model %s: base path is readable again", name, extra=name_field(name))
