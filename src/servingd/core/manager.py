@@ -298,7 +298,8 @@ class AspiredVersionsManager:
 
     def _emit(self, harness: _Harness, state: ManagerState) -> None:
         # END carries the failure; LOADING carries it while a retry is pending.
-        error = harness.error if state is ManagerState.END or harness.retry_at else None
+        retrying = harness.retry_at is not None
+        error = harness.error if state is ManagerState.END or retrying else None
         self._pending_events.append(ServableState(harness.id, state, error))
 
     def _start_life(self, stream: dict[int, _Harness], aspired: AspiredVersion) -> None:
