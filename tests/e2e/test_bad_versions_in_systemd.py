@@ -55,7 +55,9 @@ def deb() -> Path:
 
 @pytest.fixture(scope="module")
 def box(deb: Path) -> Iterator[Container]:
-    rootfs = ensure_rootfs(E2E_DIR / "rootfs")
+    # systemd-nspawn names a container after its directory: a name of its own lets this
+    # module boot beside another e2e container (both named "rootfs" would collide).
+    rootfs = ensure_rootfs(E2E_DIR / "bad-versions-rootfs")
     ensure_dependencies(rootfs, deb)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
