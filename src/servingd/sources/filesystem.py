@@ -260,7 +260,8 @@ class FileSystemSource:
                 events, self._failure_events = self._failure_events, []
             try:
                 for event in events:
-                    self._record_failure(event)
+                    if not self._stop.is_set():  # at shutdown every pending load ends
+                        self._record_failure(event)
             finally:
                 with self._failure_lock:
                     waiting = {e.id.name for e in self._failure_events}
