@@ -295,7 +295,9 @@ def test_journal_has_structured_fields(box: Container) -> None:
 def test_broken_config_is_refused_and_serving_goes_on(box: Container) -> None:
     pid = main_pid(box)
     box.write_file(f"{MODELS_D}/broken.yaml", "name: [broken\nbase_path: {\n")
-    reload(box)
+    # ExecReload= waits for the outcome: a refused configuration fails `systemctl reload`.
+    r = box.run(["systemctl", "reload", "servingd"], check=False, timeout=SERVICE_TIMEOUT)
+    assert r.returncode != 0, r.stdout + r.stderr
     status = wait_for(
         "the Status line to name broken.yaml",
         lambda: (s := status_text(box)) and "broken.yaml" in s and s,

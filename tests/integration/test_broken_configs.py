@@ -153,7 +153,7 @@ CASES = [
         {"models.config": 'model_config_list {\n  config { name: "three" base_pth: "x" }\n}\n'},
         "models.config",
         2,
-        "invalid ModelServerConfig",
+        "Error parsing text-format tensorflow.serving.ModelServerConfig: 2:",
     ),
     Case(
         "models_config_missing",

@@ -165,7 +165,10 @@ def test_metadata_matches_tf_serving(server: ServingdProcess, tf_serving_testdat
 
 def test_health_and_model_list(server: ServingdProcess) -> None:
     assert call(server, "/healthz") == (200, {"status": "alive"})
-    assert call(server, "/readyz") == (200, {"ready": True, "models": {"half_plus_two": True}})
+    assert call(server, "/readyz") == (
+        200,
+        {"ready": True, "models": {"half_plus_two": True}, "not_serving": {}},
+    )
     status, body = call(server, "/v1/models")
     assert status == 200
     assert [m["name"] for m in body["models"]] == ["half_plus_two"]

@@ -418,3 +418,29 @@ def test_the_obsolete_inline_run_setting_is_accepted_and_ignored(
     settings = load(etc, "--inline_run_max_ms=0")
     assert not hasattr(settings, "inline_run_max_ms")
     assert "inline_run_max_ms is obsolete and ignored" in caplog.text
+
+
+def test_unparsable_model_config_file_has_tf_servings_text_and_file_line(etc: Path) -> None:
+    bad = write(etc / "models.config", 'model_config_list {\n  config { nme: "x" }\n}\n')
+    error = refused(etc, f"--model_config_file={bad}")
+    assert str(error).startswith(
+        f"{bad}:2:12: Error parsing text-format tensorflow.serving.ModelServerConfig: 2:12: "
+    ), str(error)
+
+
+def test_check_config_warns_about_a_missing_base_path(
+    etc: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = f"--config={etc / 'servingd.yaml'}"
+    assert servingd_main(["--check-config", config]) == 0  # a warning, not a refusal
+    assert "model a: base path /srv/a does not exist" in caplog.text
+    assert servingctl([config, "check-config"]) == 0
+    assert caplog.text.count("model a: base path /srv/a does not exist") == 2
+
+
+def test_fall_back_to_loadable_version_setting(etc: Path) -> None:
+    assert load(etc).fall_back_to_loadable_version is True
+    assert load(etc, "--fall_back_to_loadable_version=false").fall_back_to_loadable_version is False
+    config = etc / "servingd.yaml"
+    config.write_text(config.read_text() + "loading: {fall_back_to_loadable_version: false}\n")
+    assert load(etc).fall_back_to_loadable_version is False

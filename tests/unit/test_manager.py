@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from servingd.core.errors import NotFound, ServingError, Unavailable, Unknown
+from servingd.core.errors import DataLoss, NotFound, ServingError, Unavailable, Unknown
 from servingd.core.ids import ServableId
 from servingd.core.manager import AspiredVersionsManager
 from servingd.core.policy import ResourcePreservingPolicy
@@ -233,7 +233,10 @@ def test_load_that_fails_then_succeeds_becomes_available(make_manager: MakeManag
     aspire(manager, flaky)
     recorder.wait_state(M, 1, S.AVAILABLE)
     assert flaky.load_attempts == 3
-    assert recorder.trace(M) == [(1, "START"), (1, "LOADING"), (1, "AVAILABLE")]
+    # Each failed attempt is published as LOADING with its error; the last state has none.
+    assert recorder.trace(M) == [(1, "START")] + [(1, "LOADING")] * 3 + [(1, "AVAILABLE")]
+    assert [e.error is not None for e in recorder.events[1:4]] == [False, True, True]
+    assert recorder.last(M, 1).error is None
 
 
 def test_serving_errors_are_kept_as_raised(make_manager: MakeManager) -> None:
@@ -264,6 +267,58 @@ def test_failed_version_can_be_retried_after_it_was_omitted(make_manager: MakeMa
     aspire(manager, fixed)
     recorder.wait_state(M, 1, S.AVAILABLE)
     assert recorder.last(M, 1).error is None
+
+
+class FakeClock:
+    """The manager's clock for retry waits: time moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_retry_wait_holds_no_load_thread(make_manager: MakeManager) -> None:
+    clock = FakeClock()
+    manager, recorder = make_manager(
+        num_load_threads=1, load_retry_interval_s=60.0, max_num_load_retries=5, clock=clock
+    )
+    bad = loader(1, "a", always_fail=True)
+    aspire(manager, bad, name="a")
+    recorder.wait_for(lambda: recorder.last("a", 1).error is not None)
+    state = recorder.last("a", 1)
+    assert (state.manager_state, bad.load_attempts) == (S.LOADING, 1)
+    # The only load thread is free: another model loads while "a" waits for its retry.
+    aspire(manager, loader(1, "b"), name="b")
+    recorder.wait_state("b", 1, S.AVAILABLE)
+    assert bad.load_attempts == 1  # the clock did not move: no retry yet
+    clock.now += 60.0
+    recorder.wait_for(lambda: bad.load_attempts == 2)
+    assert recorder.count("a", 1, S.LOADING) == 3  # first attempt, then one per failure
+
+
+def test_errors_retrying_cannot_fix_end_at_once(make_manager: MakeManager) -> None:
+    manager, recorder = make_manager(max_num_load_retries=5)
+    for version, error in ((1, NotFound("no saved_model.pb")), (2, DataLoss("cannot parse"))):
+        broken = loader(version, always_fail=True, error=error)
+        aspire(manager, broken)
+        recorder.wait_state(M, version, S.END)
+        assert broken.load_attempts == 1
+        assert recorder.last(M, version).error is error
+
+
+def test_unaspired_while_waiting_to_retry_ends_with_its_error(make_manager: MakeManager) -> None:
+    clock = FakeClock()
+    manager, recorder = make_manager(load_retry_interval_s=60.0, clock=clock)
+    bad = loader(1, always_fail=True)
+    aspire(manager, bad)
+    recorder.wait_for(lambda: recorder.last(M, 1).error is not None)
+    aspire(manager)
+    assert recorder.last(M, 1).manager_state is S.END  # synchronously, no load thread involved
+    assert isinstance(recorder.last(M, 1).error, Unknown)
+    clock.now += 600.0
+    assert bad.load_attempts == 1
 
 
 # ------------------------------------------------------------------- policies

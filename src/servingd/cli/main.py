@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="servingctl: %(message)s", stream=sys.stderr)
+    from servingd.daemon.logging_setup import stderr_formatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(stderr_formatter(logging.Formatter("servingctl: %(message)s")))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
@@ -133,6 +137,10 @@ def check_config(config: str) -> int:
     except ConfigError as exc:
         log.error("configuration refused: %s", exc)
         return EXIT_FAILED
+    from servingd.daemon.checks import missing_base_paths
+
+    for warning in missing_base_paths(settings.models):
+        log.warning("warning: %s", warning)
     log.info("configuration OK: %s, %d model(s)", config, len(settings.models))
     return EXIT_OK
 
@@ -143,11 +151,13 @@ def status(client: RestClient, out: TextIO) -> int:
         log.error("GET /v1/models: %s", body.get("error", code))
         return EXIT_FAILED
     rows = [("MODEL", "VERSION", "STATE", "LABELS", "ERROR")]
+    summaries = []
     for model in body.get("models", []):
         labels = model.get("labels", {})
         versions = model.get("model_version_status", [])
+        summaries.append(f"{model['name']}: {model_summary(model)}")
         if not versions:
-            rows.append((model["name"], "-", "NO VERSIONS", "", ""))
+            rows.append((model["name"], "-", "NO VERSIONS", "", model.get("error", "")))
         for version in versions:
             number = int(version["version"])
             names = ",".join(sorted(k for k, v in labels.items() if v == number))
@@ -157,6 +167,8 @@ def status(client: RestClient, out: TextIO) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    if summaries:
+        out.write("\n" + "\n".join(summaries) + "\n")
     code, reload_state = client.call("/v1/servingd/reload")
     if code == 200 and reload_state.get("generation"):
         out.write(
@@ -165,6 +177,22 @@ def status(client: RestClient, out: TextIO) -> int:
             + "\n"
         )
     return EXIT_OK
+
+
+def model_summary(model: dict[str, Any]) -> str:
+    """One line per model: "serving 123; 124 failed: <reason>" (newest versions first)."""
+    versions = model.get("model_version_status", [])
+    serving = [v["version"] for v in versions if v["state"] == "AVAILABLE"]
+    parts = [f"serving {', '.join(serving)}" if serving else "serving nothing"]
+    for version in versions:
+        error = version.get("status", {}).get("error_message", "")
+        if not error:
+            continue
+        what = "failed" if version["state"] == "END" else "failed, retrying"
+        parts.append(f"{version['version']} {what}: {error}")
+    if model.get("error"):
+        parts.append(model["error"])
+    return "; ".join(parts)
 
 
 def find_pid(args: argparse.Namespace, reported: int) -> int:

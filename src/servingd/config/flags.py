@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug, info, warning or error",
     )
     _add_bool(
+        p,
+        "fall_back_to_loadable_version",
+        True,
+        "under the latest policy, serve the newest version that loads when newer ones fail "
+        "(false: TensorFlow Serving's strict behaviour)",
+    )
+    _add_bool(
         p, "gpu_memory_allow_growth", False, "let TensorFlow grow GPU memory as needed (GPU only)"
     )
     # Obsolete (model runs never happen on the event-loop thread): accepted, ignored.

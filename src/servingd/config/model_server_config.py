@@ -33,7 +33,14 @@ def parse_text_proto(path: str, message: Any) -> Any:
         prefix = f"{line}:{col} : "
         if line is not None and detail.startswith(prefix):
             detail = detail[len(prefix) :]
-        raise ConfigError(path, line, f"invalid {message.DESCRIPTOR.name}: {detail}", col) from None
+        # Protobuf's own wording, as tensorflow_model_server prints it (scripts grep for it).
+        where = f"{line}:{col}: " if line is not None else ""
+        raise ConfigError(
+            path,
+            line,
+            f"Error parsing text-format {message.DESCRIPTOR.full_name}: {where}{detail}",
+            col,
+        ) from None
     return message
 
 

@@ -218,6 +218,12 @@ ENTRIES: tuple[Entry, ...] = (
         _seconds,  # seconds here; the flag is in microseconds
     ),
     Entry(
+        ("loading", "fall_back_to_loadable_version"),
+        "fall_back_to_loadable_version",
+        "fall_back_to_loadable_version",
+        _bool,
+    ),
+    Entry(
         ("tensorflow", "intra_op_parallelism"),
         "intra_op_parallelism",
         "tensorflow_intra_op_parallelism",

@@ -36,6 +36,9 @@ class ServerSettings:
     num_unload_threads: int = 0
     max_num_load_retries: int = 5
     load_retry_interval_s: float = 60.0
+    # servingd's own: under `latest`, serve the newest version that loads when newer ones
+    # fail (false: TF Serving's strict behaviour, nothing served for that model).
+    fall_back_to_loadable_version: bool = True
     allow_version_labels_for_unavailable_models: bool = False
     saved_model_tags: frozenset[str] = field(default_factory=lambda: frozenset({"serve"}))
     intra_op_parallelism: int = 0
@@ -174,6 +177,7 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
         num_unload_threads=args.num_unload_threads,
         max_num_load_retries=args.max_num_load_retries,
         load_retry_interval_s=max(args.load_retry_interval_micros, 0) / 1e6,
+        fall_back_to_loadable_version=args.fall_back_to_loadable_version,
         allow_version_labels_for_unavailable_models=(
             args.allow_version_labels_for_unavailable_models
         ),

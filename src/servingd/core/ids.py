@@ -14,3 +14,13 @@ class ServableId:
 
     def __str__(self) -> str:
         return f"{{name: {self.name} version: {self.version}}}"
+
+
+def model_fields(servable_id: ServableId) -> dict[str, str]:
+    """The journal fields of a log line about one version (`extra=` of a logging call)."""
+    return {"MODEL_NAME": servable_id.name, "MODEL_VERSION": str(servable_id.version)}
+
+
+def name_field(name: str) -> dict[str, str]:
+    """The journal field of a log line about a model as a whole."""
+    return {"MODEL_NAME": name}

@@ -9,7 +9,7 @@ a version not yet available, so that a rollout can be prepared ahead of the load
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from servingd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from servingd.core.handles import ServableHandle
@@ -21,9 +21,17 @@ from servingd.core.states import ManagerState, ServableState
 class ServableLookup:
     """Resolves (name, version | label | latest) to a handle or to status, for every API."""
 
-    def __init__(self, manager: AspiredVersionsManager, monitor: ServableStateMonitor) -> None:
+    def __init__(
+        self,
+        manager: AspiredVersionsManager,
+        monitor: ServableStateMonitor,
+        model_errors: Callable[[], Mapping[str, str]] = dict,
+    ) -> None:
+        """`model_errors`: models whose versions cannot be found right now, and why (the
+        source's errors(): a base path that does not exist or cannot be read)."""
         self._manager = manager
         self._monitor = monitor
+        self._model_errors = model_errors
         self._labels: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
@@ -98,12 +106,35 @@ class ServableLookup:
             return [state]
         versions = self._monitor.get_versions(name)
         if not versions:
-            raise NotFound(f"Could not find any versions of model {name}")
+            reason = self._model_errors().get(name)
+            raise NotFound(
+                f"Could not find any versions of model {name}" + (f": {reason}" if reason else "")
+            )
         return [versions[v] for v in sorted(versions, reverse=True)]
+
+    def model_error(self, name: str) -> str | None:
+        """Why the model's versions cannot be found right now (its base path), if so."""
+        return self._model_errors().get(name)
 
     def is_ready(self, name: str) -> bool:
         """True when the model has at least one AVAILABLE version."""
-        return any(
-            s.manager_state is ManagerState.AVAILABLE
-            for s in self._monitor.get_versions(name).values()
-        )
+        return self.not_ready_reason(name) is None
+
+    def not_ready_reason(self, name: str) -> str | None:
+        """None when the model has an AVAILABLE version; else why it serves nothing: its
+        base path, the newest failed version's error, or that it is still loading."""
+        states = self._monitor.get_versions(name)
+        if any(s.manager_state is ManagerState.AVAILABLE for s in states.values()):
+            return None
+        reason = self._model_errors().get(name)
+        if reason:
+            return reason
+        failed = [states[v] for v in sorted(states, reverse=True) if states[v].error is not None]
+        if failed:
+            newest = failed[0]
+            return f"version {newest.id.version} failed ({newest.manager_state.value}): " + str(
+                newest.error
+            )
+        if not states:
+            return "no versions found"
+        return "loading"

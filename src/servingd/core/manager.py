@@ -19,9 +19,14 @@ Life of one version (each step is a ServableState event on the bus, in this orde
 Contract details:
 
 - Loads are retried: an attempt that raises is retried up to `max_num_load_retries` more
-  times, `load_retry_interval_s` apart. The wait is cut short, and the version goes to END
-  with the last error, if the version stops being aspired or the manager stops. Errors
-  that are not ServingErrors are wrapped in `Unknown` naming the model, version and cause.
+  times, `load_retry_interval_s` apart (measured on `clock`, injectable). A failed attempt
+  is published as LOADING with the error (so status and readiness can tell "failed, will
+  retry" from "loading"); the wait between attempts holds no load thread: the manage
+  thread re-dispatches the version when its time comes. Errors that retrying cannot fix
+  (PERMANENT_LOAD_ERRORS: a missing or unparsable saved_model.pb, a bad graph) end the
+  version at once. The wait is cut short, and the version goes to END with the last
+  error, if the version stops being aspired or the manager stops. Errors that are not
+  ServingErrors are wrapped in `Unknown` naming the model, version and cause.
 - A version whose load failed stays in END while it is still aspired (repeating it in an
   aspired list does not retry it); once an aspired list omits it, it is forgotten, and a
   later aspired occurrence starts a fresh life (START) with the loader it comes with. The
@@ -44,7 +49,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -53,7 +58,7 @@ from typing import Any
 from servingd.core.errors import InvalidArgument, NotFound, ServingError, Unknown
 from servingd.core.events import EventBus
 from servingd.core.handles import LoadedServable, ServableHandle
-from servingd.core.ids import ServableId
+from servingd.core.ids import ServableId, model_fields
 from servingd.core.loader import Loader
 from servingd.core.policy import (
     Action,
@@ -67,6 +72,9 @@ from servingd.core.states import ManagerState, ServableState
 
 logger = logging.getLogger(__name__)
 
+# Status codes of load errors that another attempt on the same files cannot fix.
+PERMANENT_LOAD_ERRORS = frozenset({"NOT_FOUND", "DATA_LOSS", "INVALID_ARGUMENT", "UNIMPLEMENTED"})
+
 
 @dataclass
 class ManagerOptions:
@@ -79,6 +87,8 @@ class ManagerOptions:
     manage_interval_s: float = 0.1
     unload_handle_wait_warning_s: float = 10.0
     policy: AspiredVersionPolicy = field(default_factory=AvailabilityPreservingPolicy)
+    # When a retry is due (tests pass a fake clock and drive it).
+    clock: Callable[[], float] = time.monotonic
 
     def validate(self) -> None:
         if self.num_load_threads < 1 or self.num_unload_threads < 1:
@@ -96,7 +106,9 @@ class _Harness:
     """The manager's record of one life of one version (TF Serving's LoaderHarness).
 
     `state` is what the policy sees: LOADING from the moment a load is dispatched.
-    All fields are guarded by the manager's `_lock`.
+    `retry_at` is set while a failed load waits for its next attempt (no worker holds it
+    then); `error` is the last attempt's error. All fields are guarded by the manager's
+    `_lock`.
     """
 
     id: ServableId
@@ -105,8 +117,9 @@ class _Harness:
     aspired: bool = True
     error: ServingError | None = None
     loaded: LoadedServable | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
     reaspired: AspiredVersion | None = None
+    attempts: int = 0
+    retry_at: float | None = None
 
 
 def _load_error(servable_id: ServableId, exc: Exception) -> ServingError:
@@ -248,7 +261,6 @@ class AspiredVersionsManager:
                     known.reaspired = aspired
                 else:
                     known.aspired = True
-                    known.cancel.clear()
             if not stream:
                 del self._streams[name]
         self._flush_events()
@@ -285,7 +297,9 @@ class AspiredVersionsManager:
     # ----------------------------------------------------------------- internals (_lock held)
 
     def _emit(self, harness: _Harness, state: ManagerState) -> None:
-        error = harness.error if state is ManagerState.END else None
+        # END carries the failure; LOADING carries it while a retry is pending.
+        retrying = harness.retry_at is not None
+        error = harness.error if state is ManagerState.END or retrying else None
         self._pending_events.append(ServableState(harness.id, state, error))
 
     def _start_life(self, stream: dict[int, _Harness], aspired: AspiredVersion) -> None:
@@ -297,14 +311,25 @@ class AspiredVersionsManager:
             harness.error = aspired.error or Unknown(
                 f"No loader for servable {aspired.id.name} version {aspired.id.version}"
             )
-            logger.error("Cannot load %s: %s", aspired.id, harness.error)
+            logger.error(
+                "Cannot load %s: %s", aspired.id, harness.error, extra=model_fields(aspired.id)
+            )
             self._emit(harness, ManagerState.END)
 
     def _unaspire(self, stream: dict[int, _Harness], version: int, harness: _Harness) -> None:
         harness.aspired = False
         harness.reaspired = None
-        harness.cancel.set()
-        if harness.state is ManagerState.START:
+        if harness.retry_at is not None:  # waiting to retry: give up now, with its error
+            harness.retry_at = None
+            harness.state = ManagerState.END
+            del stream[version]
+            logger.warning(
+                "Not retrying load of %s: no longer aspired",
+                harness.id,
+                extra=model_fields(harness.id),
+            )
+            self._emit(harness, ManagerState.END)
+        elif harness.state is ManagerState.START:
             harness.state = ManagerState.END
             del stream[version]
             self._emit(harness, ManagerState.END)
@@ -359,7 +384,9 @@ class AspiredVersionsManager:
             else:
                 self._unload(harness)
         except Exception:
-            logger.exception("Manager %s worker failed on %s", kind, harness.id)
+            logger.exception(
+                "Manager %s worker failed on %s", kind, harness.id, extra=model_fields(harness.id)
+            )
 
     # ----------------------------------------------------------------- events
 
@@ -378,12 +405,8 @@ class AspiredVersionsManager:
     @staticmethod
     def _log_event(event: ServableState) -> None:
         # Upper-case extras become structured fields under the daemon's journald handler.
-        fields = {
-            "MODEL_NAME": event.id.name,
-            "MODEL_VERSION": str(event.id.version),
-            "SERVABLE_STATE": event.manager_state.value,
-        }
-        if event.error is not None:
+        fields = {**model_fields(event.id), "SERVABLE_STATE": event.manager_state.value}
+        if event.error is not None and event.manager_state is ManagerState.END:
             logger.error(
                 "Servable %s is %s: %s",
                 event.id,
@@ -391,7 +414,7 @@ class AspiredVersionsManager:
                 event.error,
                 extra=fields,
             )
-        else:
+        else:  # a LOADING with an error was logged as the retry it schedules
             logger.info("Servable %s is %s", event.id, event.manager_state.value, extra=fields)
 
     # ----------------------------------------------------------------- the manage thread
@@ -413,7 +436,12 @@ class AspiredVersionsManager:
             if self._stopping:
                 return
             policy = self._policy
+            now = self._options.clock()
             for stream in self._streams.values():
+                for harness in stream.values():
+                    if harness.retry_at is not None and harness.retry_at <= now:
+                        harness.retry_at = None
+                        self._submit(self._load_pool, "load", harness)
                 for _ in range(len(stream) + 1):
                     snapshot = [
                         AspiredServableStateSnapshot(h.id, h.state, h.aspired)
@@ -426,14 +454,12 @@ class AspiredVersionsManager:
 
     # ----------------------------------------------------------------- workers
 
-    def _still_wanted(self, harness: _Harness) -> bool:
-        with self._lock:
-            return harness.aspired and not self._stopping
-
     def _load(self, harness: _Harness) -> None:
+        """One load attempt; a failure that may be retried schedules the next one."""
         loader = harness.loader
         assert loader is not None
         with self._lock:
+            first = harness.attempts == 0
             if not harness.aspired or self._stopping:
                 # Dispatched, then un-aspired before a worker was free: never load it.
                 harness.state = ManagerState.END
@@ -441,65 +467,82 @@ class AspiredVersionsManager:
                 self._drop(harness)
                 skip = True
             else:
-                self._emit(harness, ManagerState.LOADING)
+                if first:
+                    self._emit(harness, ManagerState.LOADING)
+                harness.attempts += 1
                 skip = False
         self._flush_events()
         if skip:
             self._wake.set()
             return
-        options = self._options
         servable: Any = None
         error: ServingError | None = None
-        estimated = False
-        retries = 0
-        while True:
-            try:
-                if not estimated:
-                    estimate = loader.estimate_resources()
-                    estimated = True
-                    logger.info("Estimated resources of %s: %s", harness.id, estimate)
-                loader.load()
-                servable = loader.servable()
-                error = None
-                break
-            except Exception as exc:
-                error = _load_error(harness.id, exc)
-            if retries >= options.max_num_load_retries:
-                logger.error(
-                    "Giving up loading %s after %d attempts: %s", harness.id, retries + 1, error
+        try:
+            if first:
+                estimate = loader.estimate_resources()
+                logger.info(
+                    "Estimated resources of %s: %s",
+                    harness.id,
+                    estimate,
+                    extra=model_fields(harness.id),
                 )
-                break
-            if not self._still_wanted(harness):
-                logger.warning("Not retrying load of %s: no longer aspired", harness.id)
-                break
-            retries += 1
-            logger.warning(
-                "Loading %s failed: %s; retry %d of %d in %.1fs",
-                harness.id,
-                error,
-                retries,
-                options.max_num_load_retries,
-                options.load_retry_interval_s,
-            )
-            harness.cancel.wait(options.load_retry_interval_s)
-            if not self._still_wanted(harness):
-                logger.warning("Not retrying load of %s: no longer aspired", harness.id)
-                break
+            loader.load()
+            servable = loader.servable()
+        except Exception as exc:
+            error = _load_error(harness.id, exc)
 
+        options = self._options
         with self._lock:
             if error is None:
                 loaded = LoadedServable(harness.id, servable)
                 harness.loaded = loaded
                 harness.state = ManagerState.AVAILABLE
+                harness.error = None
                 with self._serving_lock:
                     self._serving.setdefault(harness.id.name, {})[harness.id.version] = loaded
                     self._update_latest(harness.id.name)
                 self._emit(harness, ManagerState.AVAILABLE)
             else:
-                harness.state = ManagerState.END
                 harness.error = error
-                self._emit(harness, ManagerState.END)
-                self._drop(harness)
+                retries = harness.attempts - 1
+                fields = model_fields(harness.id)
+                if error.code in PERMANENT_LOAD_ERRORS:
+                    logger.error(
+                        "Loading %s failed, not retrying (retries cannot fix %s): %s",
+                        harness.id,
+                        error.code,
+                        error,
+                        extra=fields,
+                    )
+                elif retries >= options.max_num_load_retries:
+                    logger.error(
+                        "Giving up loading %s after %d attempts: %s",
+                        harness.id,
+                        harness.attempts,
+                        error,
+                        extra=fields,
+                    )
+                elif not harness.aspired or self._stopping:
+                    logger.warning(
+                        "Not retrying load of %s: no longer aspired", harness.id, extra=fields
+                    )
+                else:
+                    harness.retry_at = options.clock() + options.load_retry_interval_s
+                    logger.warning(
+                        "Loading %s failed: %s; retry %d of %d in %.1fs",
+                        harness.id,
+                        error,
+                        retries + 1,
+                        options.max_num_load_retries,
+                        options.load_retry_interval_s,
+                        extra=fields,
+                    )
+                    # Published once per failed attempt: status shows the latest error.
+                    self._emit(harness, ManagerState.LOADING)
+                if harness.retry_at is None:
+                    harness.state = ManagerState.END
+                    self._emit(harness, ManagerState.END)
+                    self._drop(harness)
         self._flush_events()
         self._wake.set()
 
@@ -537,6 +580,7 @@ class AspiredVersionsManager:
                     "Not unloading %s: %d handle(s) still held at the shutdown deadline",
                     harness.id,
                     loaded.num_handles,
+                    extra=model_fields(harness.id),
                 )
                 return
             if now >= next_warning:
@@ -545,12 +589,17 @@ class AspiredVersionsManager:
                     harness.id,
                     loaded.num_handles,
                     now - started,
+                    extra=model_fields(harness.id),
                 )
                 next_warning = now + warn_every
         try:
             loader.unload()
         except Exception:
-            logger.exception("Unloading %s failed; dropping it anyway", harness.id)
+            logger.exception(
+                "Unloading %s failed; dropping it anyway",
+                harness.id,
+                extra=model_fields(harness.id),
+            )
         with self._lock:
             harness.loaded = None
             harness.state = ManagerState.END

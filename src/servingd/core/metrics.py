@@ -146,6 +146,14 @@ SERVABLE_STATE = Gauge(
     registry=REGISTRY,
 )
 
+VERSION_FALLBACKS = Counter(
+    "servingd_version_fallbacks",
+    "Times the newest version of a model failed to load and an older one was served "
+    "instead (latest policy, fall_back_to_loadable_version on).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+
 # -- batching (TF Serving: servables/tensorflow/batching_session.cc, batching_util.cc) -----
 # TF's samplers carry fewer labels (queuing_latency: thread_pool_name; padding_size:
 # execution_batch_size); servingd adds model_name so that one server's models can be told

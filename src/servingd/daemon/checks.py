@@ -3,6 +3,7 @@ at startup, by --check_config, and before a reload takes effect."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from servingd.config.models import ModelConfig
@@ -26,3 +27,15 @@ def check_machine(
         gpu_allow_growth=settings.gpu_allow_growth,
         available=available,
     )
+
+
+def missing_base_paths(models: Sequence[ModelConfig]) -> list[str]:
+    """Warnings, not errors: a base path that is not a directory now (it may appear later;
+    the model serves nothing until it does)."""
+    return [
+        f"model {m.name}: base path {m.base_path} "
+        + ("is not a directory" if os.path.exists(m.base_path) else "does not exist")
+        + " (the model serves nothing until it does)"
+        for m in models
+        if not os.path.isdir(m.base_path)
+    ]

@@ -3,6 +3,11 @@
 Fields for journald are passed as `extra={"MODEL_NAME": ..., "MODEL_VERSION": ...}`: upper
 case keys become journal fields (systemd-python's JournalHandler sends record attributes;
 journald keeps only valid upper-case field names). On stderr they are appended as key=value.
+
+When stderr is itself a journal stream (JOURNAL_STREAM names it: ExecStartPre=
+--check-config, servingctl run by ExecReload=), each stderr line starts with its syslog
+priority, `<3>` for errors, which journald reads as the line's PRIORITY (SyslogLevelPrefix=,
+on by default) and strips: `journalctl -p err` shows why a start or reload was refused.
 """
 
 from __future__ import annotations
@@ -21,6 +26,46 @@ class _FieldsFormatter(logging.Formatter):
         text = super().format(record)
         fields = [f"{k.lower()}={getattr(record, k)}" for k in FIELDS if hasattr(record, k)]
         return f"{text} [{' '.join(fields)}]" if fields else text
+
+
+def syslog_priority(levelno: int) -> int:
+    """A logging level as a syslog priority (as systemd-python's JournalHandler maps it)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class PriorityPrefixFormatter(logging.Formatter):
+    """Prefixes each line with `<priority>` (journald's SyslogLevelPrefix)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self._inner.format(record).splitlines())
+
+
+def stderr_is_journal() -> bool:
+    """True when fd 2 is the journal stream systemd named in JOURNAL_STREAM (dev:inode)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        stat = os.fstat(2)
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):
+        return False
+
+
+def stderr_formatter(inner: logging.Formatter) -> logging.Formatter:
+    """`inner`, with syslog priority prefixes when stderr goes to the journal."""
+    return PriorityPrefixFormatter(inner) if stderr_is_journal() else inner
 
 
 def use_journald(target: str) -> bool:
@@ -54,7 +99,7 @@ def configure_logging(level: str, target: str = "auto", *, replace: bool = False
     else:
         new_handler = logging.StreamHandler(sys.stderr)
         new_handler.setFormatter(
-            _FieldsFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            stderr_formatter(_FieldsFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         )
     setattr(new_handler, "_servingd", True)  # noqa: B010 - marks the handler we own
     new_handler.setLevel(level.upper())

@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, reason in not_applicable_flags(args).items():
         log.warning("--%s has no effect in servingd: %s", flag, reason)
     if args.check_config:
+        from servingd.daemon.checks import missing_base_paths
+
+        for warning in missing_base_paths(settings.models):
+            log.warning("%s", warning)
         log.info(
             "configuration OK: %s, %d model(s)",
             settings.config_file or "command line",

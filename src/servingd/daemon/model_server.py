@@ -46,8 +46,12 @@ from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
 
 log = logging.getLogger(__name__)
 
-OVERALL_HEALTH = ""
-RELOAD_SETTLE_TIMEOUT_S = 600.0  # grpc.health.v1: the empty service name is the whole server
+OVERALL_HEALTH = ""  # grpc.health.v1: the empty service name is the whole server
+RELOAD_SETTLE_TIMEOUT_S = 600.0
+# num_load_threads 0: two loads side by side (a load waiting to retry holds none), enough
+# for a small box; TensorFlow's own thread pools do the work of each load.
+DEFAULT_LOAD_THREADS = 2
+STATUS_REASON_CHARS = 160  # per model not serving, in STATUS= (the full text: /readyz)
 
 
 # Settings that only a restart applies: the listeners and what is fixed when the loader,
@@ -71,6 +75,7 @@ RESTART_ONLY_SETTINGS = (
     "num_unload_threads",
     "max_num_load_retries",
     "load_retry_interval_s",
+    "fall_back_to_loadable_version",
     "saved_model_tags",
     "intra_op_parallelism",
     "inter_op_parallelism",
@@ -102,13 +107,25 @@ class ServingSummary:
     models: int
     versions_available: int
     errors: int
+    not_serving: tuple[tuple[str, str], ...] = ()  # (model, why) of models serving nothing
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.models} model{'s' if self.models != 1 else ''}, "
             f"{self.versions_available} version{'s' if self.versions_available != 1 else ''} "
             f"available, {self.errors} error{'s' if self.errors != 1 else ''}"
         )
+        if self.not_serving:
+            text += "; not serving: " + "; ".join(
+                f"{m} ({_one_line(why)})" for m, why in self.not_serving
+            )
+        return text
+
+
+def _one_line(text: str, limit: int = STATUS_REASON_CHARS) -> str:
+    """STATUS= is one line: TensorFlow's multi-line errors are joined and cut short."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class ModelServer:
@@ -126,17 +143,15 @@ class ModelServer:
         self._on_config_file_changed = on_config_file_changed
         self.settings = settings
         self.bus: EventBus[ServableState] = EventBus()
-        self.monitor = ServableStateMonitor(self.bus)
         self.manager = AspiredVersionsManager(
             self.bus,
             ManagerOptions(
-                num_load_threads=max(1, settings.num_load_threads),
+                num_load_threads=settings.num_load_threads or DEFAULT_LOAD_THREADS,
                 num_unload_threads=max(1, settings.num_unload_threads),
                 max_num_load_retries=settings.max_num_load_retries,
                 load_retry_interval_s=settings.load_retry_interval_s,
             ),
         )
-        self.lookup = ServableLookup(self.manager, self.monitor)
         self._session_options = SessionOptions(
             tags=settings.saved_model_tags,
             intra_op_parallelism=settings.intra_op_parallelism,
@@ -154,8 +169,14 @@ class ModelServer:
             self._make_loader,
             poll_wait_s=settings.file_system_poll_wait_s,
             settle_s=settings.version_settle_s,
+            fall_back=settings.fall_back_to_loadable_version,
         )
         self.source.set_aspired_versions_callback(self.manager.set_aspired_versions)
+        # The source hears of a failed load before the monitor does, so that a fallback
+        # is pending by the time a waiter sees the failure (see serving_or_failed).
+        self.bus.subscribe(self.source.on_servable_state)
+        self.monitor = ServableStateMonitor(self.bus)
+        self.lookup = ServableLookup(self.manager, self.monitor, self.source.errors)
         self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         # TensorFlow releases the GIL while it runs; these threads only wait on it.
         self.executor = concurrent.futures.ThreadPoolExecutor(
@@ -291,29 +312,40 @@ class ModelServer:
                 log.error("model config reloaded with errors: %s", exc)
 
     async def wait_until_settled(self, timeout: float) -> bool:
-        """Waits until every model has a version AVAILABLE or all its versions failed, and
-        no version that was found at start is still loading (READY=1 means all are up)."""
-        names = list(self.models)
+        """Waits until every model is serving or has a recorded failure (serving_or_failed):
+        READY=1 says every model is up or why it is not; retries go on after it."""
+        settled = await self._wait_serving_or_failed(list(self.models), timeout)
+        await self.apply_labels()
+        await self.update_health()
+        return settled
+
+    async def _wait_serving_or_failed(self, names: Sequence[str], timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         settled = False
         # Waits in short slices so that a cancelled wait (SIGTERM while loading) leaves no
-        # thread blocked behind it for long.
+        # thread blocked behind it for long, and so that a fallback that publishes no
+        # event (an older version re-aspired while still loaded) is seen.
         while not settled and loop.time() < deadline:
             settled = await asyncio.to_thread(
                 self.monitor.wait_until,
-                lambda: all(self.monitor.is_settled(n) and not self._loading(n) for n in names),
+                lambda: all(self.serving_or_failed(n) for n in names),
                 min(1.0, deadline - loop.time()),
             )
         if not settled:
-            log.warning("models not settled after %.0f s", timeout)
-        await self.apply_labels()
-        await self.update_health()
+            pending = [n for n in names if not self.serving_or_failed(n)]
+            log.warning("models still loading after %.0f s: %s", timeout, ", ".join(pending))
         return bool(settled)
 
-    def _loading(self, name: str) -> bool:
-        busy = (ManagerState.START, ManagerState.LOADING)
-        return any(s.manager_state in busy for s in self.monitor.get_versions(name).values())
+    def serving_or_failed(self, name: str) -> bool:
+        """True when the model has a version AVAILABLE and none still on its first load
+        attempt, or nothing left to wait for: every known version failed (or failed its
+        first attempt and waits to retry), no fallback is pending, or its base path cannot
+        be listed. A model whose versions are all still loading is not settled."""
+        states = self.monitor.get_versions(name).values()
+        if self.source.fallback_pending(name):
+            return False
+        return not any(_first_attempt_running(s) for s in states)
 
     async def apply_labels(self) -> None:
         for model in self.models.values():
@@ -353,7 +385,7 @@ class ModelServer:
         await asyncio.to_thread(self.source.update_config, [_source_model(m) for m in models])
         for name in removed:
             self.lookup.forget(name)
-        await asyncio.to_thread(self.monitor.wait_until_settled, changed, timeout)
+        await self._wait_serving_or_failed(changed, timeout)
         await self.update_health()
         errors = []
         for name in changed:
@@ -423,7 +455,12 @@ class ModelServer:
                 elif state.error is not None:
                     errors += 1
         errors += sum(1 for name in self.source.errors() if name in self.models)
-        return ServingSummary(len(names), available, errors)
+        not_serving = tuple(
+            (name, reason)
+            for name in sorted(names)
+            if (reason := self.lookup.not_ready_reason(name)) is not None
+        )
+        return ServingSummary(len(names), available, errors, not_serving)
 
     async def handle_reload_config_request(self, config: Any) -> None:
         """ModelService.HandleReloadConfigRequest: a whole ModelServerConfig proto."""
@@ -470,6 +507,13 @@ class ModelServer:
         await asyncio.to_thread(self.batching.scheduler.stop, grace)
         await asyncio.to_thread(self.manager.stop, grace)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _first_attempt_running(state: ServableState) -> bool:
+    """START, or LOADING with no failed attempt yet (a failed one carries its error)."""
+    if state.manager_state is ManagerState.START:
+        return True
+    return state.manager_state is ManagerState.LOADING and state.error is None
 
 
 def _source_model(model: ModelConfig) -> SourceModelConfig:

@@ -1,10 +1,11 @@
 """The daemon's life on the event loop: start, SIGHUP reloads, SIGTERM drain, sd_notify.
 
 Contract (what a sysadmin and systemd see):
-- start: listeners up at once; READY=1 with STATUS= once every configured model has a
-  version AVAILABLE or all its versions failed. The pid file (if set) is written at start
-  and removed at exit.
-- SIGHUP (ExecReload=kill -HUP): RELOADING=1, then the whole configuration is re-read from
+- start: listeners up at once; READY=1 with STATUS= once every configured model serves a
+  version or has a recorded failure (ModelServer.serving_or_failed: retries go on after
+  READY). The pid file (if set) is written at start and removed at exit.
+- SIGHUP (ExecReload= runs `servingctl reload`, which sends it and waits for the outcome
+  on GET /v1/servingd/reload): RELOADING=1, then the whole configuration is re-read from
   the same command line and files. Valid: the difference is applied (ModelServer
   .apply_settings) while requests keep being served. Invalid: nothing changes, the error
   (file:line) is logged and shown in STATUS=. Then READY=1. Reloads run one at a time;
@@ -12,7 +13,8 @@ Contract (what a sysadmin and systemd see):
 - SIGTERM/SIGINT: STOPPING=1, stop accepting requests, let in-flight ones finish within
   drain_grace_seconds, unload the models; run() returns 0.
 - WATCHDOG=1 every WatchdogSec/2 from the event loop, when systemd armed the watchdog.
-- STATUS= follows servable state changes: "3 models, 4 versions available, 0 errors".
+- STATUS= follows servable state changes: "3 models, 4 versions available, 0 errors",
+  then "; not serving: MODEL (why)" for each model that serves nothing.
 """
 
 from __future__ import annotations

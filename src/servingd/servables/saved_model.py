@@ -42,7 +42,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import config_pb2
 
 from servingd.core import errors
-from servingd.core.ids import ServableId
+from servingd.core.ids import ServableId, model_fields
 from servingd.core.loader import ResourceEstimate
 from servingd.core.thread_priority import lower_current_thread
 from servingd.servables.codecs import (
@@ -522,6 +522,7 @@ class SavedModelLoader:
             self.id,
             self.path,
             ", ".join(sorted(servable.signature_def_map(include_init_op=False))),
+            extra=model_fields(self.id),
         )
 
     def _load_error(self, exc: BaseException) -> BaseException:
@@ -541,6 +542,8 @@ class SavedModelLoader:
         if isinstance(exc, OSError):
             if exc.errno is None and "Cannot parse file" in str(exc):
                 return self._fail(errors.DataLoss, exc)
+            if exc.errno is None and "SavedModel file does not exist" in str(exc):
+                return self._fail(errors.NotFound, exc)  # retrying cannot create it
             return self._os_error(exc)
         if isinstance(exc, ValueError) and "not a valid checkpoint" in str(exc):
             return self._fail(errors.NotFound, f"cannot restore the variables: {exc}")
@@ -559,4 +562,4 @@ class SavedModelLoader:
         servable, self._servable = self._servable, None
         if servable is not None:
             servable.close()
-            log.info("Unloaded servable %s", self.id)
+            log.info("Unloaded servable %s", self.id, extra=model_fields(self.id))

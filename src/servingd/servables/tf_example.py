@@ -308,14 +308,17 @@ def _fill_model_spec(spec: Any, name: str, signature_name: str, version: int) ->
 def _run(
     servable: ExampleServable,
     examples: np.ndarray,
-    task_input: str,
+    task_inputs: Sequence[str],
     fetches: Sequence[str],
     timeout_s: float | None,
     in_caller_thread: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Feeds the serialized examples to `task_input`; the fetched tensors by name."""
+    """Feeds the serialized examples to each of `task_inputs`; the fetched tensors by name."""
     arrays = servable.run_tensors(
-        {task_input: examples}, fetches, timeout_s=timeout_s, in_caller_thread=in_caller_thread
+        {name: examples for name in task_inputs},
+        fetches,
+        timeout_s=timeout_s,
+        in_caller_thread=in_caller_thread,
     )
     return dict(zip(fetches, arrays, strict=True))
 
@@ -362,7 +365,7 @@ class ExamplePlan:
         outputs = _run(
             servable,
             self.examples,
-            task.input_tensor,
+            [task.input_tensor],
             task.output_tensors,
             timeout_s,
             in_caller_thread,
@@ -473,8 +476,10 @@ def multi_inference(
     """A MultiInferenceRequest -> MultiInferenceResponse in one session run.
 
     TF Serving's rules: every task names the same (non-empty) model, each signature at most
-    once, only classify/regress method names (else UNIMPLEMENTED), and all signatures feed
-    the same input tensor. The union of their outputs is fetched once.
+    once, only classify/regress method names (else UNIMPLEMENTED). The request's examples
+    are fed to every distinct input tensor of the signatures (current TF Serving; older
+    releases refused signatures whose input tensors differ) and the union of their
+    outputs is fetched, in one run.
     """
     model_name = ""
     seen: set[str] = set()
@@ -503,8 +508,6 @@ def multi_inference(
             task = regression_task(key, signature_def, check_method_name=check_method_name)
         else:
             raise errors.Unimplemented(f"Unsupported signature method_name: {method}")
-        if tasks and tasks[0][1].input_tensor != task.input_tensor:
-            raise errors.InvalidArgument("Input tensor must be the same for all Signatures.")
         tasks.append((method, task))
     if not tasks:
         # TF Serving looks the model up by an empty ModelSpec here, which fails.
@@ -512,7 +515,8 @@ def multi_inference(
     fetches = sorted({name for _method, task in tasks for name in task.output_tensors})
     examples = serialized_examples(request.input)
     num_examples = len(examples)
-    outputs = _run(servable, examples, tasks[0][1].input_tensor, fetches, timeout_s)
+    inputs = sorted({task.input_tensor for _method, task in tasks})
+    outputs = _run(servable, examples, inputs, fetches, timeout_s)
     response = inference_pb2.MultiInferenceResponse()
     for (method, task), task_proto in zip(tasks, request.tasks, strict=True):
         result = response.results.add()

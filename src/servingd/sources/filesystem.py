@@ -28,6 +28,17 @@ Contract:
         model's aspired list is sent again (unchanged ones too: the manager ignores repeats).
     errors() -> {model name: message}
         Models whose base path cannot be listed right now.
+    on_servable_state(event)  (subscribe it to the manager's bus before the monitor)
+        With `fall_back` on, a version of a `Latest` model that ends its load with an error
+        is recorded as failed and the model's versions are selected again without it: the
+        newest versions that have not failed (down to `num_versions` of them) are aspired,
+        so an older good version serves instead of a corrupt newest one. The failed version
+        stays out until its directory changes (its fingerprint is checked on every poll)
+        or goes away. A warning names both versions; servingd_version_fallbacks_total
+        counts them. The re-selection runs on its own short thread (the event comes from a
+        manager thread, which must not wait for a poll).
+    fallback_pending(name) -> bool
+        A failure of `name` was reported and its re-selection has not been sent yet.
 
 Which versions are aspired. On each poll, for each model: the numbered directories under
 `base_path` (servingd.sources.version_dirs) that are *ready* go through the model's version
@@ -65,9 +76,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from servingd.core.errors import FailedPrecondition, ServingError, Unknown
-from servingd.core.ids import ServableId
+from servingd.core.ids import ServableId, model_fields, name_field
 from servingd.core.loader import Loader
+from servingd.core.metrics import VERSION_FALLBACKS
 from servingd.core.source import AspiredVersion, AspiredVersionsCallback
+from servingd.core.states import ManagerState, ServableState
 from servingd.sources.version_dirs import list_version_dirs
 from servingd.sources.version_policy import Latest, ServableVersionPolicy
 
@@ -127,12 +140,22 @@ class _Candidate:
     since: float  # the source's clock() when this fingerprint was first seen
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """A version whose load failed: kept out of the selection until its files change."""
+
+    path: str
+    fingerprint: Fingerprint | None
+    reason: str
+
+
 @dataclass
 class _ModelState:
     config: SourceModelConfig
     ready: dict[int, str] = field(default_factory=dict)
     settling: dict[int, _Candidate] = field(default_factory=dict)
-    selection_key: tuple[frozenset[int], ServableVersionPolicy] | None = None
+    failed: dict[int, _Failure] = field(default_factory=dict)
+    selection_key: tuple[frozenset[int], frozenset[int], ServableVersionPolicy] | None = None
     selection: list[int] = field(default_factory=list)
     aspired: dict[int, tuple[str, AspiredVersion]] = field(default_factory=dict)
     last_sent: tuple[tuple[int, str], ...] | None = None
@@ -151,9 +174,16 @@ class FileSystemSource:
         poll_wait_s: float = 1.0,
         settle_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        fall_back: bool = False,
     ) -> None:
-        """`clock` measures how long a fingerprint stayed the same (tests pass a fake)."""
+        """`clock` measures how long a fingerprint stayed the same (tests pass a fake);
+        `fall_back`: serve older versions when the newest fail (see on_servable_state)."""
         self._clock = clock
+        self._fall_back = fall_back
+        # Failed loads reported by the manager, not yet applied; models waiting for it.
+        self._failure_lock = threading.Lock()
+        self._failure_events: list[ServableState] = []
+        self._fallback_pending: set[str] = set()
         self._loader_factory = loader_factory
         self._poll_wait_s = poll_wait_s
         self._settle_s = settle_s
@@ -209,6 +239,74 @@ class FileSystemSource:
         with self._errors_lock:
             return dict(self._errors)
 
+    def on_servable_state(self, event: ServableState) -> None:
+        """Bus subscriber: a failed load of an aspired version triggers a fallback."""
+        if not self._fall_back or event.manager_state is not ManagerState.END:
+            return
+        if event.error is None:
+            return
+        with self._failure_lock:
+            self._failure_events.append(event)
+            self._fallback_pending.add(event.id.name)
+        threading.Thread(target=self._apply_failures, name="servingd-fallback", daemon=True).start()
+
+    def fallback_pending(self, name: str) -> bool:
+        with self._failure_lock:
+            return name in self._fallback_pending
+
+    def _apply_failures(self) -> None:
+        with self._poll_lock:
+            with self._failure_lock:
+                events, self._failure_events = self._failure_events, []
+            try:
+                for event in events:
+                    if not self._stop.is_set():  # at shutdown every pending load ends
+                        self._record_failure(event)
+            finally:
+                with self._failure_lock:
+                    waiting = {e.id.name for e in self._failure_events}
+                    self._fallback_pending &= waiting
+
+    def _record_failure(self, event: ServableState) -> None:
+        name, version = event.id.name, event.id.version
+        state = self._models.get(name)
+        if state is None or not isinstance(state.config.version_policy, Latest):
+            return  # only `latest` falls back; specific versions are what was asked for
+        sent = state.aspired.get(version)
+        if sent is None or version in state.failed:
+            return  # not (or no longer) aspired by us
+        path = sent[0]
+        try:
+            files: Fingerprint | None = fingerprint(path)[0]
+        except OSError:
+            files = None
+        state.failed[version] = _Failure(path, files, str(event.error))
+        self._select(state)
+        self._aspire(state, state.selection)
+        fields = model_fields(event.id)
+        older = [v for v in state.selection if v < version]
+        if older:
+            VERSION_FALLBACKS.labels(name).inc()
+            logger.warning(
+                "Model %s version %d failed to load (%s); serving version %s instead "
+                "(version %d is tried again when its directory changes)",
+                name,
+                version,
+                event.error,
+                ", ".join(map(str, older)),
+                version,
+                extra=fields,
+            )
+        else:
+            logger.error(
+                "Model %s version %d failed to load (%s) and no older version is left to "
+                "fall back to",
+                name,
+                version,
+                event.error,
+                extra=fields,
+            )
+
     def poll_once(self) -> None:
         with self._poll_lock:
             for state in list(self._models.values()):
@@ -225,7 +323,11 @@ class FileSystemSource:
             for name in [n for n in self._models if n not in wanted]:
                 del self._models[name]
                 self._set_error(name, None)
-                logger.info("Model %s removed from the config: unaspiring all its versions", name)
+                logger.info(
+                    "Model %s removed from the config: unaspiring all its versions",
+                    name,
+                    extra=name_field(name),
+                )
                 self._send(name, [])
             for name, config in wanted.items():
                 state = self._models.get(name)
@@ -242,6 +344,7 @@ class FileSystemSource:
                     )
                     state.ready.clear()
                     state.settling.clear()
+                    state.failed.clear()
                     state.warned_unreadable.clear()
                 state.config = config
                 state.last_sent = None  # send again, even if unchanged
@@ -294,7 +397,12 @@ class FileSystemSource:
             return
         self._set_error(config.name, None)
         if not dirs and not state.warned_empty:
-            logger.warning("No versions of model %s found under %s", config.name, config.base_path)
+            logger.warning(
+                "No versions of model %s found under %s",
+                config.name,
+                config.base_path,
+                extra=name_field(config.name),
+            )
         state.warned_empty = not dirs
 
         for version in list(state.ready):
@@ -303,15 +411,42 @@ class FileSystemSource:
         for version in list(state.settling):
             if dirs.get(version) != state.settling[version].path:
                 del state.settling[version]
+        self._forget_changed_failures(state, dirs)
         for version, path in dirs.items():
             if version not in state.ready:
                 self._check_candidate(state, version, path)
 
-        key = (frozenset(state.ready), config.version_policy)
-        if key != state.selection_key:
-            state.selection = config.version_policy.select(state.ready, model=config.name)
-            state.selection_key = key
+        self._select(state)
         self._aspire(state, state.selection)
+
+    def _select(self, state: _ModelState) -> None:
+        config = state.config
+        key = (frozenset(state.ready), frozenset(state.failed), config.version_policy)
+        if key != state.selection_key:
+            loadable = [v for v in state.ready if v not in state.failed]
+            state.selection = config.version_policy.select(loadable, model=config.name)
+            state.selection_key = key
+
+    def _forget_changed_failures(self, state: _ModelState, dirs: dict[int, str]) -> None:
+        """A failed version whose directory changed (or went) may be tried again."""
+        for version, failure in list(state.failed.items()):
+            if dirs.get(version) != failure.path:
+                del state.failed[version]
+                continue
+            try:
+                current: Fingerprint | None = fingerprint(failure.path)[0]
+            except OSError:
+                continue
+            if current != failure.fingerprint:
+                del state.failed[version]
+                state.ready.pop(version, None)  # settles again before it is loaded
+                logger.info(
+                    "Model %s version %d changed on disk since its load failed: "
+                    "trying it again once it is complete",
+                    state.config.name,
+                    version,
+                    extra=model_fields(ServableId(state.config.name, version)),
+                )
 
     def _check_candidate(self, state: _ModelState, version: int, path: str) -> None:
         name = state.config.name
@@ -324,7 +459,14 @@ class FileSystemSource:
             state.settling.pop(version, None)
             if version not in state.warned_unreadable:
                 state.warned_unreadable.add(version)
-                logger.warning("Model %s version %d: cannot read %s: %s", name, version, path, exc)
+                logger.warning(
+                    "Model %s version %d: cannot read %s: %s",
+                    name,
+                    version,
+                    path,
+                    exc,
+                    extra=model_fields(ServableId(name, version)),
+                )
             return
         state.warned_unreadable.discard(version)
         now = self._clock()
@@ -351,7 +493,13 @@ class FileSystemSource:
         if ready:
             state.settling.pop(version, None)
             state.ready[version] = path
-            logger.info("Model %s version %d is ready at %s", name, version, path)
+            logger.info(
+                "Model %s version %d is ready at %s",
+                name,
+                version,
+                path,
+                extra=model_fields(ServableId(name, version)),
+            )
 
     def _aspire(self, state: _ModelState, versions: list[int]) -> None:
         name = state.config.name
@@ -381,7 +529,7 @@ class FileSystemSource:
                     f"{servable_id.version} at {path}: {type(exc).__name__}: {exc}"
                 )
             )
-            logger.error("%s", error)
+            logger.error("%s", error, extra=model_fields(servable_id))
             return AspiredVersion(servable_id, None, error)
 
     def _send(self, name: str, versions: list[AspiredVersion]) -> bool:
@@ -392,6 +540,7 @@ class FileSystemSource:
             "Model %s: aspired versions %s",
             name,
             [v.id.version for v in versions] or "none",
+            extra=name_field(name),
         )
         try:
             callback(name, versions)
@@ -408,6 +557,6 @@ class FileSystemSource:
             else:
                 self._errors[name] = message
         if message is not None and message != previous:
-            logger.warning("%s", message)
+            logger.warning("%s", message, extra=name_field(name))
         elif message is None and previous is not None:
-            logger.info("Model %s: base path is readable again", name)
+            logger.info("Model %s: base path is readable again", name, extra=name_field(name))

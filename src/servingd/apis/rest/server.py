@@ -160,9 +160,12 @@ class RestApi:
         return {name: lookup.is_ready(name) for name in self._model_names()}
 
     async def readiness(self, _request: web.Request) -> web.Response:
-        models = self.ready_models()
-        ready = all(models.values())
-        return json_response({"ready": ready, "models": models}, 200 if ready else 503)
+        lookup = self._runner.lookup
+        reasons = {name: lookup.not_ready_reason(name) for name in self._model_names()}
+        models = {name: reason is None for name, reason in reasons.items()}
+        not_serving = {name: reason for name, reason in reasons.items() if reason is not None}
+        body = {"ready": not not_serving, "models": models, "not_serving": not_serving}
+        return json_response(body, 503 if not_serving else 200)
 
     async def openapi(self, _request: web.Request) -> web.Response:
         if self._openapi is None:
@@ -187,7 +190,11 @@ class RestApi:
             status = get_model_status_pb2.GetModelStatusResponse()
             for state in states:
                 fill_version_status(status.model_version_status.add(), state)
-            models.append({"name": name, **_proto_json(status), "labels": lookup.labels(name)})
+            entry = {"name": name, **_proto_json(status), "labels": lookup.labels(name)}
+            error = lookup.model_error(name)
+            if error:  # e.g. a base path that does not exist
+                entry["error"] = error
+            models.append(entry)
         return json_response({"models": models})
 
     async def dispatch(self, request: web.Request) -> web.Response:
