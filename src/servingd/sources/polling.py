@@ -1,0 +1,592 @@
+"""A Source that polls model base paths for version directories, whatever stores them.
+
+TF Serving's FileSystemStoragePathSource, plus a guard against half-written versions,
+over any VersionStore (servingd.sources.version_store): local directories, S3.
+
+Contract:
+
+    PollingSource(models, loader_factory, poll_wait_s=1.0, settle_s=1.0, store_for=None)
+        `models`: what to watch (name, base_path, version policy). `loader_factory(id, path)`
+        turns a ready local version directory into a Loader (the SourceAdapter); it must be
+        cheap (nothing is loaded before the manager calls load()). If it raises, the
+        version is sent with loader None and the error, and the manager reports it END.
+        `store_for(base_path)` picks the store of a base path (default: local directories,
+        polled every `poll_wait_s`, settling for `settle_s`).
+    set_aspired_versions_callback(cb)
+        Once, before start() (servingd.core.source).
+    start()
+        Polls once synchronously, so the initial aspired lists reach the manager before
+        start() returns; then, when `poll_wait_s` > 0, polls on a thread: local base paths
+        every `poll_wait_s` seconds, remote ones each on its own schedule on worker threads
+        (a slow store or a long download never delays another model). `poll_wait_s` == 0
+        polls exactly once; < 0 never polls (only explicit poll_once() calls do), as TF
+        Serving's --file_system_poll_wait_seconds.
+    stop(timeout)
+        Ends the poll thread. Sends nothing.
+    poll_once()
+        One poll of every model, on the caller's thread (serialised with the poll thread).
+    update_config(models)
+        The new complete list of models (config reload). New models are polled from now
+        on; removed models are sent an empty aspired list (the manager unloads them);
+        models whose base_path or policy changed use the new ones from the next poll on.
+        When the source was started and `poll_wait_s` >= 0, a poll runs at once, and every
+        model's aspired list is sent again (unchanged ones too: the manager ignores repeats).
+    errors() -> {model name: message}
+        Models whose base path cannot be listed right now, or whose chosen version could
+        not be fetched.
+    status() -> {model name: SourceStatus}
+        Per model: base path, "ok" or "error", the message, the last successful listing.
+
+Which versions are aspired. On each poll, for each model: the numbered directories under
+`base_path` that are *ready* go through the model's version policy; the chosen ones are
+made local (store.materialize: a no-op for local paths, a verified download for S3); a
+version that cannot be fetched is left out and the policy chooses again among the rest, so
+what is serving stays. The result is sent to the callback when it differs from what was
+last sent. A directory that vanished is no longer ready, so it stops being aspired and the
+manager unloads it. A version that was aspired, disappears and comes back is sent with a
+new loader. If `base_path` cannot be listed (missing, permissions, a dead network mount,
+an unreachable store), nothing is sent for that model, so what is loaded stays loaded; a
+warning names the model and the path once per change of that condition, errors() reports
+it, polling goes on (remote stores: with exponential backoff). When that happens before
+the first successful listing (a restart while the store is down), the versions found
+complete in the store's local cache are aspired instead.
+
+Half-written versions are never aspired. A version directory becomes ready when
+
+  (a) it contains `saved_model.pb` or `saved_model.pbtxt`, and
+  (b) its fingerprint (relative path, size and mtime_ns, or ETag for S3, of every file in
+      it, recursively) stayed the same across polls for at least the store's settle time,
+      or, when the directory is first seen, every mtime in it is already that old (so
+      versions present at startup, or renamed into place, are ready at once).
+
+While some directory is settling its model is polled every min(poll interval, settle / 4).
+Once ready, a version is not fingerprinted again. A settle time <= 0 turns (b) off.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from servingd.core.errors import FailedPrecondition, ServingError, Unknown
+from servingd.core.ids import ServableId
+from servingd.core.loader import Loader
+from servingd.core.source import AspiredVersion, AspiredVersionsCallback
+from servingd.sources.version_policy import Latest, ServableVersionPolicy
+from servingd.sources.version_store import (
+    FetchError,
+    Fingerprint,
+    LocalStore,
+    StoreError,
+    StoreFor,
+    VersionEntry,
+    VersionStore,
+)
+
+logger = logging.getLogger(__name__)
+
+LoaderFactory = Callable[[ServableId, str], Loader]
+
+# Remote stores: after n consecutive failed polls, wait min(interval * 2**n, this).
+MAX_BACKOFF_S = 300.0
+REMOTE_WORKERS = 8
+
+
+def backoff_s(interval_s: float, failures: int) -> float:
+    """The wait before the next poll of a model whose last `failures` polls failed."""
+    if failures <= 0:
+        return interval_s
+    return float(min(interval_s * 2 ** min(failures, 16), max(MAX_BACKOFF_S, interval_s)))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceModelConfig:
+    """One model to watch: its name, base path and version policy."""
+
+    name: str
+    base_path: str
+    version_policy: ServableVersionPolicy = field(default_factory=Latest)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    base_path: str
+    state: str  # "ok" or "error"
+    message: str
+    last_listed: float | None  # time.time() of the last successful listing
+
+
+@dataclass
+class _Candidate:
+    """A version directory with a saved model that is not ready yet."""
+
+    location: str
+    fingerprint: Fingerprint
+    since: float  # the source's clock() when this fingerprint was first seen
+
+
+@dataclass
+class _ModelState:
+    config: SourceModelConfig
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ready: dict[int, str] = field(default_factory=dict)  # version -> location
+    local: dict[int, tuple[str, str]] = field(default_factory=dict)  # -> (location, path)
+    failed: dict[int, tuple[str, Fingerprint, str]] = field(default_factory=dict)
+    settling: dict[int, _Candidate] = field(default_factory=dict)
+    selection_key: tuple[frozenset[int], ServableVersionPolicy] | None = None
+    selection: list[int] = field(default_factory=list)
+    aspired: dict[int, tuple[str, AspiredVersion]] = field(default_factory=dict)
+    last_sent: tuple[tuple[int, str], ...] | None = None
+    previous_sent: frozenset[int] = frozenset()
+    listed: bool = False
+    last_listed: float | None = None
+    failures: int = 0
+    next_poll: float = 0.0  # clock(); remote stores only
+    error: str | None = None
+    warned_empty: bool = False
+    warned_unreadable: set[int] = field(default_factory=set)
+
+
+class PollingSource:
+    """Polls base paths and aspires their ready versions; see the module docstring."""
+
+    def __init__(
+        self,
+        models: Sequence[SourceModelConfig],
+        loader_factory: LoaderFactory,
+        poll_wait_s: float = 1.0,
+        settle_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        store_for: StoreFor | None = None,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """`clock` measures how long a fingerprint stayed the same and schedules remote
+        polls; `wall_clock_ns` is compared with mtimes (tests pass fakes of both)."""
+        self._clock = clock
+        self._wall_clock_ns = wall_clock_ns
+        self._loader_factory = loader_factory
+        self._poll_wait_s = poll_wait_s
+        local = LocalStore(poll_wait_s, settle_s)
+        self._store_for: StoreFor = store_for or (lambda _path: local)
+        self._callback: AspiredVersionsCallback | None = None
+        # Held for a whole poll of local models and for update_config: one at a time.
+        self._poll_lock = threading.RLock()
+        self._models: dict[str, _ModelState] = {}
+        self._errors_lock = threading.Lock()
+        self._errors: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._in_flight: set[str] = set()
+        self._started = False
+        for model in models:
+            if model.name in self._models:
+                raise FailedPrecondition(f"Model {model.name} is configured twice")
+            self._models[model.name] = _ModelState(model)
+
+    # ----------------------------------------------------------------- Source contract
+
+    def set_aspired_versions_callback(self, callback: AspiredVersionsCallback) -> None:
+        if self._callback is not None:
+            raise FailedPrecondition("The aspired-versions callback can be set only once")
+        self._callback = callback
+
+    def start(self) -> None:
+        if self._callback is None:
+            raise FailedPrecondition("set_aspired_versions_callback() must come before start()")
+        with self._poll_lock:
+            if self._started:
+                return
+            self._started = True
+            if self._poll_wait_s < 0:
+                logger.info("File system polling is disabled (poll wait < 0)")
+                return
+            self.poll_once()
+            if self._poll_wait_s == 0:
+                self._warn_unsettled_at_single_poll()
+                return
+            self._thread = threading.Thread(
+                target=self._poll_loop, name="servingd-fs-source", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.error("File system source thread did not stop within %.1fs", timeout)
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def errors(self) -> dict[str, str]:
+        with self._errors_lock:
+            return dict(self._errors)
+
+    def status(self) -> dict[str, SourceStatus]:
+        errors = self.errors()
+        with self._poll_lock:
+            states = list(self._models.values())
+        return {
+            s.config.name: SourceStatus(
+                s.config.base_path,
+                "error" if s.config.name in errors else "ok",
+                errors.get(s.config.name, ""),
+                s.last_listed,
+            )
+            for s in states
+        }
+
+    def poll_once(self) -> None:
+        with self._poll_lock:
+            for state in list(self._models.values()):
+                self._poll_guarded(state)
+
+    def update_config(self, models: Sequence[SourceModelConfig]) -> None:
+        wanted = {m.name: m for m in models}
+        if len(wanted) != len(models):
+            raise FailedPrecondition("A model is configured twice")
+        with self._poll_lock:
+            for name in [n for n in self._models if n not in wanted]:
+                del self._models[name]
+                self._set_error(name, None)
+                logger.info("Model %s removed from the config: unaspiring all its versions", name)
+                self._send(name, [])
+            for name, config in wanted.items():
+                state = self._models.get(name)
+                if state is None:
+                    logger.info("Model %s added: polling %s", name, config.base_path)
+                    self._models[name] = _ModelState(config)
+                    continue
+                with state.lock:
+                    if config.base_path != state.config.base_path:
+                        logger.info(
+                            "Model %s: base path changed from %s to %s",
+                            name,
+                            state.config.base_path,
+                            config.base_path,
+                        )
+                        state.ready.clear()
+                        state.local.clear()
+                        state.failed.clear()
+                        state.settling.clear()
+                        state.warned_unreadable.clear()
+                        state.listed = False
+                        state.failures = 0
+                        state.next_poll = 0.0
+                    state.config = config
+                    state.last_sent = None  # send again, even if unchanged
+            if self._started and self._poll_wait_s >= 0:
+                self.poll_once()
+
+    # ----------------------------------------------------------------- polling
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._next_wait()):
+            try:
+                self._poll_due()
+            except Exception:  # never let the thread die
+                logger.exception("File system poll failed")
+
+    def _poll_due(self) -> None:
+        """Local models now, on this thread; remote ones that are due, on the workers."""
+        with self._poll_lock:
+            states = list(self._models.values())
+            for state in states:
+                if not self._store_for(state.config.base_path).remote:
+                    self._poll_guarded(state)
+        now = self._clock()
+        for state in states:
+            name = state.config.name
+            if not self._store_for(state.config.base_path).remote or state.next_poll > now:
+                continue
+            with self._poll_lock:
+                if name in self._in_flight or self._models.get(name) is not state:
+                    continue
+                self._in_flight.add(name)
+                if self._workers is None:
+                    self._workers = concurrent.futures.ThreadPoolExecutor(
+                        REMOTE_WORKERS, thread_name_prefix="servingd-remote-source"
+                    )
+            self._workers.submit(self._poll_remote, state)
+
+    def _poll_remote(self, state: _ModelState) -> None:
+        try:
+            self._poll_guarded(state)
+        finally:
+            with self._poll_lock:
+                self._in_flight.discard(state.config.name)
+
+    def _poll_guarded(self, state: _ModelState) -> None:
+        try:
+            with state.lock:
+                self._poll_model(state)
+        except Exception:
+            logger.exception(
+                "Polling model %s failed",
+                state.config.name,
+                extra={"MODEL_NAME": state.config.name},
+            )
+
+    def _next_wait(self) -> float:
+        wait = self._poll_wait_s
+        now = self._clock()
+        with self._poll_lock:
+            states = list(self._models.values())
+        for state in states:
+            store = self._store_for(state.config.base_path)
+            if store.remote:
+                wait = min(wait, max(0.0, state.next_poll - now))
+            elif state.settling and store.settle_s > 0:
+                wait = min(wait, store.settle_s / 4)
+        return max(0.005, wait)
+
+    def _warn_unsettled_at_single_poll(self) -> None:
+        for state in self._models.values():
+            for version, candidate in sorted(state.settling.items()):
+                logger.warning(
+                    "Model %s version %d (%s) was still being written at the only poll "
+                    "(poll wait 0): it will not be loaded",
+                    state.config.name,
+                    version,
+                    candidate.location,
+                )
+
+    def _poll_model(self, state: _ModelState) -> None:
+        config = state.config
+        store = self._store_for(config.base_path)
+        try:
+            entries = store.list_versions(config.base_path)
+        except StoreError as exc:
+            state.failures += 1
+            state.next_poll = self._clock() + backoff_s(store.poll_interval_s, state.failures)
+            self._set_error(
+                config.name,
+                f"Base path {config.base_path} of model {config.name} {exc.reason}; "
+                "the versions already loaded stay loaded",
+            )
+            if not state.listed:
+                self._serve_from_cache(state, store)
+            return
+        state.listed = True
+        state.last_listed = time.time()
+        if not entries and not state.warned_empty:
+            logger.warning("No versions of model %s found under %s", config.name, config.base_path)
+        state.warned_empty = not entries
+
+        for version in list(state.ready):
+            entry = entries.get(version)
+            if entry is None or entry.location != state.ready[version]:
+                del state.ready[version]
+        for version in list(state.settling):
+            entry = entries.get(version)
+            if entry is None or entry.location != state.settling[version].location:
+                del state.settling[version]
+        for version in list(state.local):
+            if state.ready.get(version) != state.local[version][0]:
+                del state.local[version]
+        for version, entry in entries.items():
+            if version not in state.ready:
+                self._check_candidate(state, store, version, entry)
+        settling = bool(state.settling) and store.settle_s > 0
+        interval = min(store.poll_interval_s, store.settle_s / 4) if settling else 0.0
+        state.next_poll = self._clock() + (interval or store.poll_interval_s)
+
+        state.error = None
+        selection = self._select_local(state, store, entries)
+        self._aspire(state, selection)
+        self._set_error(config.name, self._fetch_error(state))
+        if state.error is None:
+            state.failures = 0
+        if store.remote:
+            keep = {v for v, _ in state.last_sent or ()} | state.previous_sent
+            store.prune(config.base_path, keep)
+
+    def _select_local(
+        self, state: _ModelState, store: VersionStore, entries: dict[int, VersionEntry]
+    ) -> list[int]:
+        """The policy's choice among the ready versions that are (or could be made) local."""
+        config = state.config
+        for version in list(state.failed):
+            location, failed_print, _message = state.failed[version]
+            entry = entries.get(version)
+            if (
+                entry is None
+                or entry.location != location
+                or entry.fingerprint()[0] != failed_print
+            ):
+                del state.failed[version]  # republished (or gone): try again
+        excluded = set(state.failed)
+        while True:
+            key = (frozenset(state.ready.keys() - excluded), config.version_policy)
+            if key != state.selection_key:
+                state.selection = config.version_policy.select(key[0], model=config.name)
+                state.selection_key = key
+            missing = [v for v in state.selection if v not in state.local]
+            if not missing:
+                return state.selection
+            for version in missing:
+                entry = entries[version]
+                try:
+                    path = store.materialize(config.name, version, entry)
+                except FetchError as exc:
+                    excluded.add(version)
+                    if exc.permanent:
+                        state.failed[version] = (
+                            entry.location,
+                            entry.fingerprint()[0],
+                            exc.message,
+                        )
+                    logger.error(
+                        "%s",
+                        exc.message,
+                        extra={"MODEL_NAME": config.name, "MODEL_VERSION": str(version)},
+                    )
+                    if exc.permanent:
+                        continue
+                    state.error = exc.message
+                    state.failures += 1
+                    state.next_poll = self._clock() + backoff_s(
+                        store.poll_interval_s, state.failures
+                    )
+                    continue
+                state.local[version] = (state.ready[version], path)
+
+    @staticmethod
+    def _fetch_error(state: _ModelState) -> str | None:
+        """Why versions the policy would choose are not served: checksum failures (until
+        republished) and this poll's network failure."""
+        messages = [message for _, _, message in state.failed.values()]
+        if state.error is not None:
+            messages.append(state.error)
+        return "; ".join(messages) or None
+
+    def _serve_from_cache(self, state: _ModelState, store: VersionStore) -> None:
+        cached = store.cached_versions(state.config.base_path)
+        if not cached:
+            return
+        for version, path in cached.items():
+            state.ready[version] = state.config.base_path.rstrip("/") + f"/{version}"
+            state.local[version] = (state.ready[version], path)
+        selection = state.config.version_policy.select(state.local.keys(), model=state.config.name)
+        if state.last_sent is None:
+            logger.warning(
+                "Model %s: the store is unreachable; serving version(s) %s from the local cache",
+                state.config.name,
+                selection,
+                extra={"MODEL_NAME": state.config.name},
+            )
+        self._aspire(state, selection)
+
+    def _check_candidate(
+        self, state: _ModelState, store: VersionStore, version: int, entry: VersionEntry
+    ) -> None:
+        name = state.config.name
+        if not entry.has_saved_model():
+            state.settling.pop(version, None)
+            return
+        try:
+            current, newest_mtime_ns = entry.fingerprint()
+        except OSError as exc:
+            state.settling.pop(version, None)
+            if version not in state.warned_unreadable:
+                state.warned_unreadable.add(version)
+                logger.warning(
+                    "Model %s version %d: cannot read %s: %s", name, version, entry.location, exc
+                )
+            return
+        state.warned_unreadable.discard(version)
+        now = self._clock()
+        settle_s = store.settle_s
+        candidate = state.settling.get(version)
+        if settle_s <= 0:
+            ready = True
+        elif candidate is None:
+            ready = newest_mtime_ns <= self._wall_clock_ns() - int(settle_s * 1e9)
+            if not ready:
+                state.settling[version] = _Candidate(entry.location, current, now)
+                logger.info(
+                    "Model %s version %d: waiting for %s to stay unchanged for %.1fs",
+                    name,
+                    version,
+                    entry.location,
+                    settle_s,
+                )
+        elif candidate.fingerprint != current:
+            candidate.fingerprint = current
+            candidate.since = now
+            ready = False
+        else:
+            ready = now - candidate.since >= settle_s
+        if ready:
+            state.settling.pop(version, None)
+            state.ready[version] = entry.location
+            logger.info("Model %s version %d is ready at %s", name, version, entry.location)
+
+    def _aspire(self, state: _ModelState, versions: list[int]) -> None:
+        name = state.config.name
+        sent = tuple((v, state.local[v][1]) for v in versions)
+        if sent == state.last_sent:
+            return
+        aspired: dict[int, tuple[str, AspiredVersion]] = {}
+        for version, path in sent:
+            known = state.aspired.get(version)
+            if known is not None and known[0] == path:
+                aspired[version] = known  # still aspired: keep the same loader
+            else:
+                aspired[version] = (path, self._make_aspired(ServableId(name, version), path))
+        with self._poll_lock:
+            if self._models.get(name) is not state:
+                return  # removed by a reload while this poll ran
+            if self._send(name, [a for _, a in aspired.values()]):
+                state.aspired = aspired
+                state.previous_sent = frozenset(v for v, _ in state.last_sent or ())
+                state.last_sent = sent
+
+    def _make_aspired(self, servable_id: ServableId, path: str) -> AspiredVersion:
+        try:
+            return AspiredVersion(servable_id, self._loader_factory(servable_id, path))
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, ServingError)
+                else Unknown(
+                    f"Cannot create a loader for model {servable_id.name} version "
+                    f"{servable_id.version} at {path}: {type(exc).__name__}: {exc}"
+                )
+            )
+            logger.error("%s", error)
+            return AspiredVersion(servable_id, None, error)
+
+    def _send(self, name: str, versions: list[AspiredVersion]) -> bool:
+        callback = self._callback
+        if callback is None:
+            return False
+        logger.info(
+            "Model %s: aspired versions %s",
+            name,
+            [v.id.version for v in versions] or "none",
+        )
+        try:
+            callback(name, versions)
+        except Exception:
+            logger.exception("Aspired-versions callback failed for model %s", name)
+            return False
+        return True
+
+    def _set_error(self, name: str, message: str | None) -> None:
+        with self._errors_lock:
+            previous = self._errors.get(name)
+            if message is None:
+                self._errors.pop(name, None)
+            else:
+                self._errors[name] = message
+        if message is not None and message != previous:
+            logger.warning("%s", message, extra={"MODEL_NAME": name})
+        elif message is None and previous is not None:
+            logger.info("Model %s: base path is readable again", name, extra={"MODEL_NAME": name})
