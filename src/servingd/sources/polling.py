@@ -93,7 +93,7 @@ LoaderFactory = Callable[[ServableId, str], Loader]
 
 # Remote stores: after n consecutive failed polls, wait min(interval * 2**n, this).
 MAX_BACKOFF_S = 300.0
-REMOTE_WORKERS = 8
+REMOTE_WORKERS = 16
 
 
 def backoff_s(interval_s: float, failures: int) -> float:
@@ -176,6 +176,9 @@ class PollingSource:
         # Held for a whole poll of local models and for update_config: one at a time.
         self._poll_lock = threading.RLock()
         self._models: dict[str, _ModelState] = {}
+        # Guards membership of _models with the sends (a reload removing a model while a
+        # worker polls it); never held while waiting for anything else.
+        self._models_lock = threading.Lock()
         self._errors_lock = threading.Lock()
         self._errors: dict[str, str] = {}
         self._stop = threading.Event()
@@ -243,9 +246,20 @@ class PollingSource:
         }
 
     def poll_once(self) -> None:
+        """Local models one after the other; remote ones side by side on the workers (a
+        store that times out costs one timeout, not one per model); returns when all are
+        done."""
         with self._poll_lock:
+            remote = []
             for state in list(self._models.values()):
-                self._poll_guarded(state)
+                if self._store_for(state.config.base_path).remote:
+                    remote.append(state)
+                else:
+                    self._poll_guarded(state)
+            if remote:
+                concurrent.futures.wait(
+                    [self._pool().submit(self._poll_guarded, s) for s in remote]
+                )
 
     def update_config(self, models: Sequence[SourceModelConfig]) -> None:
         wanted = {m.name: m for m in models}
@@ -253,15 +267,19 @@ class PollingSource:
             raise FailedPrecondition("A model is configured twice")
         with self._poll_lock:
             for name in [n for n in self._models if n not in wanted]:
-                del self._models[name]
-                self._set_error(name, None)
-                logger.info("Model %s removed from the config: unaspiring all its versions", name)
-                self._send(name, [])
+                with self._models_lock:
+                    del self._models[name]
+                    self._set_error(name, None)
+                    logger.info(
+                        "Model %s removed from the config: unaspiring all its versions", name
+                    )
+                    self._send(name, [])
             for name, config in wanted.items():
                 state = self._models.get(name)
                 if state is None:
                     logger.info("Model %s added: polling %s", name, config.base_path)
-                    self._models[name] = _ModelState(config)
+                    with self._models_lock:
+                        self._models[name] = _ModelState(config)
                     continue
                 with state.lock:
                     if config.base_path != state.config.base_path:
@@ -305,21 +323,25 @@ class PollingSource:
             name = state.config.name
             if not self._store_for(state.config.base_path).remote or state.next_poll > now:
                 continue
-            with self._poll_lock:
+            with self._models_lock:
                 if name in self._in_flight or self._models.get(name) is not state:
                     continue
                 self._in_flight.add(name)
-                if self._workers is None:
-                    self._workers = concurrent.futures.ThreadPoolExecutor(
-                        REMOTE_WORKERS, thread_name_prefix="servingd-remote-source"
-                    )
-            self._workers.submit(self._poll_remote, state)
+            self._pool().submit(self._poll_remote, state)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._models_lock:
+            if self._workers is None:
+                self._workers = concurrent.futures.ThreadPoolExecutor(
+                    REMOTE_WORKERS, thread_name_prefix="servingd-remote-source"
+                )
+            return self._workers
 
     def _poll_remote(self, state: _ModelState) -> None:
         try:
             self._poll_guarded(state)
         finally:
-            with self._poll_lock:
+            with self._models_lock:
                 self._in_flight.discard(state.config.name)
 
     def _poll_guarded(self, state: _ModelState) -> None:
@@ -336,8 +358,8 @@ class PollingSource:
     def _next_wait(self) -> float:
         wait = self._poll_wait_s
         now = self._clock()
-        with self._poll_lock:
-            states = list(self._models.values())
+        with self._models_lock:
+            states = [s for s in self._models.values() if s.config.name not in self._in_flight]
         for state in states:
             store = self._store_for(state.config.base_path)
             if store.remote:
@@ -361,7 +383,7 @@ class PollingSource:
         config = state.config
         store = self._store_for(config.base_path)
         try:
-            entries = store.list_versions(config.base_path)
+            entries = store.list_versions(config.name, config.base_path)
         except StoreError as exc:
             state.failures += 1
             state.next_poll = self._clock() + backoff_s(store.poll_interval_s, state.failures)
@@ -540,7 +562,7 @@ class PollingSource:
                 aspired[version] = known  # still aspired: keep the same loader
             else:
                 aspired[version] = (path, self._make_aspired(ServableId(name, version), path))
-        with self._poll_lock:
+        with self._models_lock:
             if self._models.get(name) is not state:
                 return  # removed by a reload while this poll ran
             if self._send(name, [a for _, a in aspired.values()]):

@@ -2,7 +2,7 @@
 
 Contract (servingd.sources.polling.PollingSource drives it):
 
-    store.list_versions(base_path) -> {version: VersionEntry}
+    store.list_versions(model, base_path) -> {version: VersionEntry}
         The numbered version directories (or prefixes) under `base_path`. Raises
         StoreError (its message says why, e.g. "does not exist") when `base_path` cannot
         be listed right now; the source then keeps what is loaded.
@@ -71,7 +71,7 @@ class VersionStore(Protocol):
     poll_interval_s: float
     settle_s: float
 
-    def list_versions(self, base_path: str) -> dict[int, VersionEntry]: ...
+    def list_versions(self, model: str, base_path: str) -> dict[int, VersionEntry]: ...
 
     def materialize(self, model: str, version: int, entry: VersionEntry) -> str: ...
 
@@ -130,7 +130,7 @@ class LocalStore:
         self.poll_interval_s = poll_interval_s
         self.settle_s = settle_s
 
-    def list_versions(self, base_path: str) -> dict[int, VersionEntry]:
+    def list_versions(self, model: str, base_path: str) -> dict[int, VersionEntry]:
         try:
             dirs = list_version_dirs(base_path)
         except FileNotFoundError:

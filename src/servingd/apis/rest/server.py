@@ -111,8 +111,12 @@ class RestApi:
         model_names: Callable[[], list[str]],
         extra_methods: Mapping[str, Callable[[ModelRequest, Any], Awaitable[Any]]] | None = None,
         reload_status: Callable[[], Mapping[str, Any]] | None = None,
+        source_status: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
+        """`source_status()`: per model, where its versions come from and whether that
+        works now (shown as "source" in GET /v1/models)."""
         self._reload_status = reload_status
+        self._source_status = source_status
         self._runner = runner
         self.options = options
         self._model_names = model_names
@@ -172,6 +176,7 @@ class RestApi:
 
     async def list_models(self, _request: web.Request) -> web.Response:
         lookup = self._runner.lookup
+        sources = self._source_status() if self._source_status is not None else {}
         models = []
         for name in sorted(self._model_names()):
             try:
@@ -181,7 +186,10 @@ class RestApi:
             status = get_model_status_pb2.GetModelStatusResponse()
             for state in states:
                 fill_version_status(status.model_version_status.add(), state)
-            models.append({"name": name, **_proto_json(status), "labels": lookup.labels(name)})
+            model = {"name": name, **_proto_json(status), "labels": lookup.labels(name)}
+            if name in sources:
+                model["source"] = dict(sources[name])
+            models.append(model)
         return json_response({"models": models})
 
     async def dispatch(self, request: web.Request) -> web.Response:
