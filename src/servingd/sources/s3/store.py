@@ -3,8 +3,9 @@
 Versions are the numbered "directories" under the base path: the objects whose keys start
 with `PREFIX/MODEL/<number>/`. One poll of a model is one ListObjectsV2 call (one per 1000
 objects). The settle rule of servingd.sources.polling applies with each object's size and
-ETag as the fingerprint and its LastModified as the mtime, so a version whose upload is in
-progress (its listing still changes) is not loaded.
+ETag as the fingerprint and its LastModified as the mtime (moved to this host's clock by
+the skew the reply's Date header shows), so a version whose upload is in progress (its
+listing still changes) is not loaded.
 
 A chosen version is fetched whole into the cache,
 `<cache_dir>/<bucket>/<prefix>/<version>`: downloaded under a temporary name
@@ -20,6 +21,7 @@ boto3 is imported when the first S3 base path is polled, never otherwise.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
@@ -95,6 +97,19 @@ class S3VersionEntry:
             tuple((o.relative, o.size, o.etag) for o in self.objects),
             max((o.modified_ns for o in self.objects), default=0),
         )
+
+
+def _clock_skew_ns(reply: dict[str, Any]) -> int:
+    """This host's clock minus the store's (from the reply's Date header), so that the
+    settle rule compares LastModified with this host's clock; 0 when unknown."""
+    date = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date", "")
+    try:
+        server = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return 0
+    skew = time.time_ns() - int(server.timestamp() * 1e9)
+    # The Date header has a resolution of one second: ignore less than that.
+    return skew if abs(skew) > 2_000_000_000 else 0
 
 
 def _safe_relative(relative: str) -> bool:
@@ -189,6 +204,7 @@ class S3Store:
                     kwargs["ContinuationToken"] = token
                 S3_REQUESTS.labels(model, "ListObjectsV2").inc()
                 page = client.list_objects_v2(**kwargs)
+                skew_ns = _clock_skew_ns(page)
                 for item in page.get("Contents", []):
                     key = str(item["Key"])
                     name, _, relative = key[len(start) :].partition("/")
@@ -200,7 +216,7 @@ class S3Store:
                             key,
                             int(item["Size"]),
                             str(item["ETag"]).strip('"'),
-                            int(item["LastModified"].timestamp() * 1e9),
+                            int(item["LastModified"].timestamp() * 1e9) + skew_ns,
                         )
                     )
                 if not page.get("IsTruncated"):
