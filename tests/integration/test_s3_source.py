@@ -224,7 +224,9 @@ def test_corrupt_version_is_refused_and_the_previous_one_stays(
 # ------------------------------------------------------------------- the store going away
 
 
-def test_store_down_keeps_what_is_aspired_and_recovers(hp2: Path, tmp_path: Path) -> None:
+def test_store_down_keeps_what_is_aspired_and_recovers(
+    hp2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clocks = Clocks()
     with MotoServer() as server:
         server.client().create_bucket(Bucket=BUCKET)
@@ -239,6 +241,9 @@ def test_store_down_keeps_what_is_aspired_and_recovers(hp2: Path, tmp_path: Path
     for part in ("hp2", f"bucket {BUCKET}", "unreachable", "stay loaded"):
         assert part in error
     assert source.status()["hp2"].state == "error"
+    # The journal gets the model as a field (MODEL_NAME=hp2) with the warning.
+    (record,) = [r for r in caplog.records if "cannot be listed" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.__dict__["MODEL_NAME"] == "hp2"
     with MotoServer(port) as server:  # back (empty: the publisher uploads again)
         server.client().create_bucket(Bucket=BUCKET)
         upload_version(server.client(), BUCKET, "hp2/1", hp2)
