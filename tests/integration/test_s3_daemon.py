@@ -18,7 +18,7 @@ import pytest
 
 from servingd.cli.main import main as servingctl
 from support.predict_load import PredictLoad
-from support.s3_server import MotoServer, upload_version
+from support.s3_server import MotoServer, upload_version, write_daemon_files
 from support.servingd_process import ServingdProcess
 
 pytestmark = pytest.mark.slow
@@ -45,11 +45,7 @@ def hp2(tf_serving_testdata: Path) -> Path:
 def etc(tmp_path_factory: pytest.TempPathFactory, s3: MotoServer) -> Path:
     etc = tmp_path_factory.mktemp("etc")
     (etc / "models.d").mkdir()
-    credentials = etc / "s3-credentials"
-    credentials.write_text(
-        f"[default]\naws_access_key_id = {s3.access_key}\naws_secret_access_key = {s3.secret_key}\n"
-    )
-    credentials.chmod(0o600)
+    write_daemon_files(etc, s3)
     (etc / "servingd.yaml").write_text(
         "models_dir: models.d\n"
         "logging: {level: info, target: stderr}\n"
@@ -62,9 +58,6 @@ def etc(tmp_path_factory: pytest.TempPathFactory, s3: MotoServer) -> Path:
         "  settle_seconds: 1\n"
         f"  cache_dir: {etc / 'cache'}\n"
         "  credentials_file: s3-credentials\n"
-    )
-    (etc / "monitoring.config").write_text(
-        'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'
     )
     (etc / "models.d/hp2.yaml").write_text(f"base_path: s3://{BUCKET}/hp2\n")
     return etc

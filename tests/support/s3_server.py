@@ -132,6 +132,20 @@ class MotoServer:
         os.unlink(self.log.name)
 
 
+def write_daemon_files(etc: Path, server: MotoServer) -> None:
+    """What a daemon's servingd.yaml names for S3: a root-only `s3-credentials` file with
+    the server's key, and `monitoring.config` (Prometheus at TF Serving's default path)."""
+    credentials = etc / "s3-credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {server.access_key}\n"
+        f"aws_secret_access_key = {server.secret_key}\n"
+    )
+    credentials.chmod(0o600)
+    (etc / "monitoring.config").write_text(
+        'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'
+    )
+
+
 def version_files(src: Path) -> list[tuple[str, bytes]]:
     return [
         (p.relative_to(src).as_posix(), p.read_bytes())
