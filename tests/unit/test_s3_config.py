@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from servingd.cli.main import main as servingctl
 from servingd.config.errors import ConfigError
 from servingd.config.load import load_settings
 from servingd.config.settings import ServerSettings
@@ -71,13 +72,14 @@ def test_servingd_yaml_s3_section(etc: Path) -> None:
 
 
 def test_world_readable_credentials_file_is_refused_by_check_config(
-    etc: Path, capfd: pytest.CaptureFixture[str]
+    etc: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (etc / "s3-credentials").chmod(0o644)
     with pytest.raises(ConfigError, match="readable by every user"):
         load(etc)
     assert servingd_main(["--check-config", f"--config={etc / 'servingd.yaml'}"]) == 1
-    assert "s3-credentials: S3 credentials file is readable by every user" in capfd.readouterr().err
+    assert servingctl([f"--config={etc / 'servingd.yaml'}", "check-config"]) == 1
+    assert "s3-credentials: S3 credentials file is readable by every user" in caplog.text
     (etc / "s3-credentials").chmod(0o640)  # root:servingd 640 is fine
     assert servingd_main(["--check-config", f"--config={etc / 'servingd.yaml'}"]) == 0
 
