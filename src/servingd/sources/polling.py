@@ -141,7 +141,7 @@ class _ModelState:
     selection: list[int] = field(default_factory=list)
     aspired: dict[int, tuple[str, AspiredVersion]] = field(default_factory=dict)
     last_sent: tuple[tuple[int, str], ...] | None = None
-    previous_sent: frozenset[int] = frozenset()
+    previous_sent: frozenset[int] = frozenset()  # the versions the last change replaced
     listed: bool = False
     last_listed: float | None = None
     failures: int = 0
@@ -567,7 +567,9 @@ class PollingSource:
                 return  # removed by a reload while this poll ran
             if self._send(name, [a for _, a in aspired.values()]):
                 state.aspired = aspired
-                state.previous_sent = frozenset(v for v, _ in state.last_sent or ())
+                before = frozenset(v for v, _ in state.last_sent or ())
+                if before and before != {v for v, _ in sent}:
+                    state.previous_sent = before  # kept in a remote store's cache
                 state.last_sent = sent
 
     def _make_aspired(self, servable_id: ServableId, path: str) -> AspiredVersion:
