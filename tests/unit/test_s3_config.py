@@ -77,9 +77,9 @@ def test_world_readable_credentials_file_is_refused_by_check_config(
     (etc / "s3-credentials").chmod(0o644)
     with pytest.raises(ConfigError, match="readable by every user"):
         load(etc)
-    assert servingd_main(["--check-config", f"--config={etc / 'servingd.yaml'}"]) == 1
     assert servingctl([f"--config={etc / 'servingd.yaml'}", "check-config"]) == 1
     assert "s3-credentials: S3 credentials file is readable by every user" in caplog.text
+    assert servingd_main(["--check-config", f"--config={etc / 'servingd.yaml'}"]) == 1
     (etc / "s3-credentials").chmod(0o640)  # root:servingd 640 is fine
     assert servingd_main(["--check-config", f"--config={etc / 'servingd.yaml'}"]) == 0
 
@@ -102,6 +102,9 @@ def test_systemd_credential_is_used_without_a_credentials_file(
     settings = load(etc)
     assert settings.s3_credentials is not None
     assert settings.s3_credentials.access_key_id == "FROM-SYSTEMD"
+    # Read with no s3:// model too: one added by a later reload uses the keys of the start.
+    (etc / "models.d/hp2.yaml").write_text("base_path: /srv/hp2\n")
+    assert load(etc).s3_credentials == settings.s3_credentials
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ Models come from, in this order (a name defined twice is an error naming both pl
   2. servingd.yaml's model_config_file (unless --model_config_file was given);
   3. the drop-ins of models_dir (--models_dir, else servingd.yaml's models_dir).
 
-S3 credentials come from servingd.yaml's s3.credentials_file, else (when some base path
-is s3://) from systemd's $CREDENTIALS_DIRECTORY/s3; either file is refused when every
+S3 credentials come from servingd.yaml's s3.credentials_file, else from systemd's
+$CREDENTIALS_DIRECTORY/s3 when the unit passes one; either file is refused when every
 user can read it.
 """
 
@@ -80,7 +80,9 @@ def load_settings(argv: Sequence[str] | None) -> ServerSettings:
         models = [*models, *load_models_dir(settings.models_dir, model_root, device, yaml_batching)]
     settings = dataclasses.replace(settings, models=tuple(_unique(models)))
     _check_s3_base_paths(settings.models)
-    if settings.s3_credentials is None and any(is_s3_url(m.base_path) for m in settings.models):
+    # Read even with no s3:// model yet: S3 settings apply on restart only, and a model
+    # added later by a reload must find the keys the service started with.
+    if settings.s3_credentials is None:
         credential = systemd_credentials_file(os.environ)
         if credential:
             settings = dataclasses.replace(settings, s3_credentials=load_s3_credentials(credential))
