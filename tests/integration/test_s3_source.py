@@ -293,6 +293,19 @@ def test_wrong_credentials_name_the_model_and_the_bucket(tmp_path: Path) -> None
         assert "SignatureDoesNotMatch" in error
 
 
+def test_closing_the_store_stops_a_download(s3: MotoServer, hp2: Path, tmp_path: Path) -> None:
+    clocks = Clocks()
+    upload_version(s3.client(), BUCKET, "closing/hp2/1", hp2)
+    source, target, store = make_source(s3, tmp_path, "closing/hp2", clocks)
+    store.close()  # the daemon is stopping
+    settle(source, clocks)
+    assert target.sent() == []
+    assert "not fetched, stopping" in source.errors()["hp2"]
+    assert not (tmp_path / BUCKET / "closing" / "hp2").exists() or not os.listdir(
+        tmp_path / BUCKET / "closing" / "hp2"
+    )
+
+
 # ------------------------------------------------------------------- cache and schedule
 
 

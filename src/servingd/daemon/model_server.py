@@ -162,15 +162,16 @@ class ModelServer:
             enabled=settings.enable_model_warmup,
             num_request_iterations=settings.num_request_iterations_for_warmup,
         )
+        self.stores = StoreRouter(
+            LocalStore(settings.file_system_poll_wait_s, settings.version_settle_s),
+            functools.partial(_s3_store, settings),
+        )
         self.source = PollingSource(
             [_source_model(m) for m in settings.models],
             self._make_loader,
             poll_wait_s=settings.file_system_poll_wait_s,
             settle_s=settings.version_settle_s,
-            store_for=StoreRouter(
-                LocalStore(settings.file_system_poll_wait_s, settings.version_settle_s),
-                functools.partial(_s3_store, settings),
-            ),
+            store_for=self.stores,
         )
         self.source.set_aspired_versions_callback(self.manager.set_aspired_versions)
         self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
@@ -501,6 +502,7 @@ class ModelServer:
         if self.rest is not None:
             stopping.append(self.rest.stop())
         await asyncio.gather(*stopping)
+        self.stores.close()
         await asyncio.to_thread(self.source.stop)
         await asyncio.to_thread(self.batching.scheduler.stop, grace)
         await asyncio.to_thread(self.manager.stop, grace)

@@ -27,3 +27,9 @@ class StoreRouter:
                 if self._s3 is None:
                     self._s3 = self._make_s3()
         return self._s3
+
+    def close(self) -> None:
+        """Stops the S3 store's downloads in progress (they end at their next chunk)."""
+        close = getattr(self._s3, "close", None)
+        if close is not None:
+            close()

@@ -129,6 +129,11 @@ class S3Store:
         self.settle_s = options.settle_s
         self._client = client
         self._client_lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Stops downloads in progress at their next chunk (the daemon is stopping)."""
+        self._closed.set()
 
     # ----------------------------------------------------------------- the client
 
@@ -362,6 +367,8 @@ class S3Store:
                 body = reply["Body"]
                 with open(path, "wb") as f:
                     while chunk := body.read(CHUNK):
+                        if self._closed.is_set():
+                            raise FetchError(f"{what}: not fetched, stopping", permanent=False)
                         f.write(chunk)
                         sha256.update(chunk)
                         md5.update(chunk)
