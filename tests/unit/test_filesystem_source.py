@@ -313,7 +313,7 @@ def test_poll_thread_settles_a_new_version_by_itself(
 def test_missing_base_path_is_reported_once_and_recovers(
     tmp_path: Path, make_source: MakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="servingd.sources.filesystem")
+    caplog.set_level(logging.INFO, logger="servingd.sources")
     base = tmp_path / "models" / "m"
     source, target = make_source(model("m", base))
     source.poll_once()

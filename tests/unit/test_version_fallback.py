@@ -112,7 +112,7 @@ def make_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
 def test_corrupt_newest_version_at_start_serves_the_one_below(
     make_box: Callable[..., Box], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="servingd.sources.filesystem")
+    caplog.set_level(logging.WARNING, logger="servingd.sources")
     make_version(tmp_path, 123)
     make_broken(tmp_path, 124)
     before = VERSION_FALLBACKS.labels("m")._value.get()

@@ -167,6 +167,13 @@ def status(client: RestClient, out: TextIO) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    sources = [(m["name"], m["source"]) for m in body.get("models", []) if "source" in m]
+    if sources:
+        out.write("\nMODEL SOURCE\n")
+        for name, source in sources:
+            state = source.get("state", "?")
+            message = f": {source['message']}" if source.get("message") else ""
+            out.write(f"{name}  {source.get('base_path', '')}  {state}{message}\n")
     if summaries:
         out.write("\n" + "\n".join(summaries) + "\n")
     code, reload_state = client.call("/v1/servingd/reload")

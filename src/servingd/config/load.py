@@ -10,11 +10,16 @@ Models come from, in this order (a name defined twice is an error naming both pl
   1. the command line: --model_name/--model_base_path, or --model_config_file;
   2. servingd.yaml's model_config_file (unless --model_config_file was given);
   3. the drop-ins of models_dir (--models_dir, else servingd.yaml's models_dir).
+
+S3 credentials come from servingd.yaml's s3.credentials_file, else from systemd's
+$CREDENTIALS_DIRECTORY/s3 when the unit passes one; either file is refused when every
+user can read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +32,12 @@ from servingd.config.models import ModelConfig
 from servingd.config.servingd_yaml import DEFAULT_MODEL_ROOT, read_servingd_yaml
 from servingd.config.settings import ServerSettings, check_listeners, settings_from_flags
 from servingd.config.yaml_nodes import load_yaml_file
+from servingd.sources.s3.options import (
+    is_s3_url,
+    load_s3_credentials,
+    parse_s3_url,
+    systemd_credentials_file,
+)
 
 
 def load_settings(argv: Sequence[str] | None) -> ServerSettings:
@@ -68,6 +79,13 @@ def load_settings(argv: Sequence[str] | None) -> ServerSettings:
     if settings.models_dir:
         models = [*models, *load_models_dir(settings.models_dir, model_root, device, yaml_batching)]
     settings = dataclasses.replace(settings, models=tuple(_unique(models)))
+    _check_s3_base_paths(settings.models)
+    # Read even with no s3:// model yet: S3 settings apply on restart only, and a model
+    # added later by a reload must find the keys the service started with.
+    if settings.s3_credentials is None:
+        credential = systemd_credentials_file(os.environ)
+        if credential:
+            settings = dataclasses.replace(settings, s3_credentials=load_s3_credentials(credential))
     check_listeners(settings, args.config or "command line")
     if not settings.models and not settings.models_dir and not settings.model_config_file:
         raise ConfigError(
@@ -76,6 +94,16 @@ def load_settings(argv: Sequence[str] | None) -> ServerSettings:
             "no models configured: set models_dir or model_config_file, or give --model_base_path",
         )
     return settings
+
+
+def _check_s3_base_paths(models: Sequence[ModelConfig]) -> None:
+    for model in models:
+        if is_s3_url(model.base_path):
+            try:
+                parse_s3_url(model.base_path)
+            except ValueError as exc:
+                path, line = _split_origin(model.origin or "command line")
+                raise ConfigError(path, line, f"model {model.name}: {exc}") from None
 
 
 def _unique(models: Sequence[ModelConfig]) -> list[ModelConfig]:

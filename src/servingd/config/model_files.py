@@ -1,7 +1,8 @@
 """Model drop-ins: `/etc/servingd/models.d/*.yaml`, one model per file.
 
     name: half_plus_two                       # default: the file name without .yaml
-    base_path: /var/lib/servingd/models/half_plus_two   # relative: under model_root
+    base_path: /var/lib/servingd/models/half_plus_two   # relative: under model_root;
+                                              # or s3://BUCKET/PREFIX/MODEL
     platform: tensorflow                      # the only one served
     version_policy: {latest: {num_versions: 2}}   # or: latest | all | {specific: [1, 2]}
     version_labels: {stable: 1, canary: 2}
@@ -27,6 +28,7 @@ from servingd.config.errors import ConfigError
 from servingd.config.models import ModelConfig
 from servingd.config.yaml_nodes import Node, load_yaml_file
 from servingd.core.errors import InvalidArgument
+from servingd.sources.s3.options import is_s3_url, parse_s3_url
 from servingd.sources.version_policy import All, Latest, ServableVersionPolicy, Specific
 
 TENSORFLOW_PLATFORM = "tensorflow"
@@ -87,7 +89,12 @@ def model_from_node(
     if "base_path" not in fields:
         raise root.error(f"model {name}: base_path is required")
     base_path = fields["base_path"].str_("base_path")
-    if not os.path.isabs(base_path):
+    if is_s3_url(base_path):
+        try:
+            parse_s3_url(base_path)
+        except ValueError as exc:
+            raise fields["base_path"].error(f"model {name}: {exc}") from None
+    elif not os.path.isabs(base_path):
         base_path = os.path.join(model_root, base_path)
     platform = TENSORFLOW_PLATFORM
     if "platform" in fields:

@@ -20,6 +20,7 @@ from servingd.config.monitoring_config import load_prometheus_path
 from servingd.config.ssl_config import TlsSettings, load_ssl_config
 from servingd.config.yaml_nodes import Node
 from servingd.core.thread_priority import MAX_NICE
+from servingd.sources.s3.options import S3Credentials, load_s3_credentials
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,18 @@ def _prometheus(node: Node, what: str) -> str | None:
 def _admin_token(node: Node, what: str) -> str | None:
     path = _file_path(node, what)
     return load_admin_token(path) if path else None
+
+
+def _s3_credentials(node: Node, what: str) -> S3Credentials | None:
+    path = _file_path(node, what)
+    return load_s3_credentials(path) if path else None
+
+
+def _positive_seconds(node: Node, what: str) -> float:
+    value = node.float_(what, minimum=0)
+    if value <= 0:
+        raise node.error(f"{what} must be more than 0, got {value}")
+    return value
 
 
 def _channel_arguments(node: Node, what: str) -> tuple[tuple[str, int | str], ...]:
@@ -255,8 +268,17 @@ ENTRIES: tuple[Entry, ...] = (
         "num_request_iterations_for_warmup",
         _count,
     ),
+    # s3:// base paths: no flags (TF Serving's S3 environment variables fill the gaps).
+    Entry(("s3", "endpoint"), "s3_endpoint", "", _str),
+    Entry(("s3", "region"), "s3_region", "", _str),
+    Entry(("s3", "path_style"), "s3_path_style", "", _bool),
+    Entry(("s3", "ca_bundle"), "s3_ca_bundle", "", _file_path),
+    Entry(("s3", "poll_interval_seconds"), "s3_poll_interval_s", "", _positive_seconds),
+    Entry(("s3", "settle_seconds"), "s3_settle_s", "", _seconds),
+    Entry(("s3", "cache_dir"), "s3_cache_dir", "", _file_path),
+    Entry(("s3", "credentials_file"), "s3_credentials", "", _s3_credentials),
 )
-SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "warmup")
+SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "warmup", "s3")
 # Keys read by name below (paths, batching, the default device).
 PATH_KEYS = ("models_dir", "model_root", "model_config_file", "pid_file")
 OTHER_KEYS = ("enable_batching", "batching", "device", "bind_address")

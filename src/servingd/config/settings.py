@@ -15,6 +15,11 @@ from servingd.config.models import ModelConfig
 from servingd.config.monitoring_config import load_prometheus_path
 from servingd.config.ssl_config import TlsSettings, load_ssl_config
 from servingd.core.thread_priority import MAX_NICE
+from servingd.sources.s3.options import (
+    DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_SETTLE_S,
+    S3Credentials,
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,17 @@ class ServerSettings:
     rest_max_body_bytes: int = 256 * 1024 * 1024
     # --admin_token_file: bearer token for state-changing endpoints (None: open).
     admin_token: str | None = field(default=None, repr=False)
+    # s3:// base paths (servingd.yaml's s3: section; docs/configuration.md). Left empty,
+    # the variables of TF Serving's S3 file system apply (servingd.sources.s3.options).
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    s3_path_style: bool | None = None  # None: path-style when an endpoint is set
+    s3_ca_bundle: str = ""
+    s3_poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    s3_settle_s: float = DEFAULT_SETTLE_S
+    s3_cache_dir: str = ""  # "": $CACHE_DIRECTORY/s3, else /var/cache/servingd/s3
+    # s3.credentials_file, else systemd's $CREDENTIALS_DIRECTORY/s3 (LoadCredential=).
+    s3_credentials: S3Credentials | None = field(default=None, repr=False)
 
 
 def check_listeners(settings: ServerSettings, where: str = "command line") -> None:

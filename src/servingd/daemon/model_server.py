@@ -42,7 +42,9 @@ from servingd.daemon.checks import check_machine
 from servingd.daemon.heap_reuse import HeapReturningLoader
 from servingd.servables.saved_model import SavedModelLoader, SessionOptions
 from servingd.servables.warmup import WarmupOptions
-from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
+from servingd.sources.polling import PollingSource, SourceModelConfig
+from servingd.sources.router import StoreRouter
+from servingd.sources.version_store import LocalStore, VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,18 @@ RESTART_ONLY_SETTINGS = (
     "grpc_max_receive_bytes",
     "rest_max_body_bytes",
     "admin_token",
+    # The S3 store and its client are built once, on the first s3:// base path.
+    "s3_endpoint",
+    "s3_region",
+    "s3_path_style",
+    "s3_ca_bundle",
+    "s3_poll_interval_s",
+    "s3_settle_s",
+    "s3_cache_dir",
+    "s3_credentials",
 )
 # Restart-only settings whose values must not be written to the log.
-SECRET_SETTINGS = frozenset({"admin_token", "grpc_tls", "rest_tls"})
+SECRET_SETTINGS = frozenset({"admin_token", "grpc_tls", "rest_tls", "s3_credentials"})
 
 
 @dataclass(frozen=True)
@@ -164,12 +175,17 @@ class ModelServer:
             enabled=settings.enable_model_warmup,
             num_request_iterations=settings.num_request_iterations_for_warmup,
         )
-        self.source = FileSystemSource(
+        self.stores = StoreRouter(
+            LocalStore(settings.file_system_poll_wait_s, settings.version_settle_s),
+            functools.partial(_s3_store, settings),
+        )
+        self.source = PollingSource(
             [_source_model(m) for m in settings.models],
             self._make_loader,
             poll_wait_s=settings.file_system_poll_wait_s,
             settle_s=settings.version_settle_s,
             fall_back=settings.fall_back_to_loadable_version,
+            store_for=self.stores,
         )
         self.source.set_aspired_versions_callback(self.manager.set_aspired_versions)
         # The source hears of a failed load before the monitor does, so that a fallback
@@ -282,6 +298,7 @@ class ModelServer:
                 ),
                 model_names=lambda: list(self.models),
                 reload_status=self._reload_status,
+                source_status=self.source_status,
             )
             self.rest = RestFrontEnd(api.options, api, drain_grace_s=s.drain_grace_s)
             await self.rest.start()
@@ -462,6 +479,18 @@ class ModelServer:
         )
         return ServingSummary(len(names), available, errors, not_serving)
 
+    def source_status(self) -> dict[str, dict[str, Any]]:
+        """Per model: base path, state ("ok" or "error"), message, last successful listing."""
+        return {
+            name: {
+                "base_path": status.base_path,
+                "state": status.state,
+                "message": status.message,
+                "last_listed": status.last_listed,
+            }
+            for name, status in self.source.status().items()
+        }
+
     async def handle_reload_config_request(self, config: Any) -> None:
         """ModelService.HandleReloadConfigRequest: a whole ModelServerConfig proto."""
         try:
@@ -503,6 +532,7 @@ class ModelServer:
         if self.rest is not None:
             stopping.append(self.rest.stop())
         await asyncio.gather(*stopping)
+        self.stores.close()
         await asyncio.to_thread(self.source.stop)
         await asyncio.to_thread(self.batching.scheduler.stop, grace)
         await asyncio.to_thread(self.manager.stop, grace)
@@ -514,6 +544,25 @@ def _first_attempt_running(state: ServableState) -> bool:
     if state.manager_state is ManagerState.START:
         return True
     return state.manager_state is ManagerState.LOADING and state.error is None
+
+
+def _s3_store(settings: ServerSettings) -> VersionStore:
+    from servingd.sources.s3.options import S3Options
+    from servingd.sources.s3.store import S3Store
+
+    return S3Store(
+        S3Options.from_settings(
+            endpoint=settings.s3_endpoint,
+            region=settings.s3_region,
+            path_style=settings.s3_path_style,
+            ca_bundle=settings.s3_ca_bundle,
+            poll_interval_s=settings.s3_poll_interval_s,
+            settle_s=settings.s3_settle_s,
+            cache_dir=settings.s3_cache_dir,
+            credentials=settings.s3_credentials,
+            environ=os.environ,
+        )
+    )
 
 
 def _source_model(model: ModelConfig) -> SourceModelConfig:

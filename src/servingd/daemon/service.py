@@ -173,6 +173,9 @@ class Service:
     async def _watchdog(self, interval: float) -> None:
         while True:
             self.notifier.watchdog()
+            # STATUS= also counts base paths that cannot be listed (an S3 store down),
+            # which no servable state change announces.
+            self._schedule_status()
             await asyncio.sleep(interval)
 
     async def _shutdown(self) -> None:

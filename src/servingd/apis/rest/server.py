@@ -117,8 +117,12 @@ class RestApi:
         model_names: Callable[[], list[str]],
         extra_methods: Mapping[str, Callable[[ModelRequest, Any], Awaitable[Any]]] | None = None,
         reload_status: Callable[[], Mapping[str, Any]] | None = None,
+        source_status: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
+        """`source_status()`: per model, where its versions come from and whether that
+        works now (shown as "source" in GET /v1/models)."""
         self._reload_status = reload_status
+        self._source_status = source_status
         self._runner = runner
         self.options = options
         self._model_names = model_names
@@ -181,6 +185,7 @@ class RestApi:
 
     async def list_models(self, _request: web.Request) -> web.Response:
         lookup = self._runner.lookup
+        sources = self._source_status() if self._source_status is not None else {}
         models = []
         for name in sorted(self._model_names()):
             try:
@@ -194,6 +199,8 @@ class RestApi:
             error = lookup.model_error(name)
             if error:  # e.g. a base path that does not exist
                 entry["error"] = error
+            if name in sources:
+                entry["source"] = dict(sources[name])
             models.append(entry)
         return json_response({"models": models})
 
