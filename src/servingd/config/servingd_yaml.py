@@ -69,6 +69,10 @@ def _count(node: Node, what: str) -> int:
     return node.int_(what, minimum=0)
 
 
+def _positive(node: Node, what: str) -> int:
+    return node.int_(what, minimum=1)
+
+
 def _nice(node: Node, what: str) -> int:
     value = node.int_(what, minimum=0)
     if value > MAX_NICE:
@@ -240,6 +244,14 @@ ENTRIES: tuple[Entry, ...] = (
         "gpu_memory_allow_growth",
         _bool,
     ),
+    Entry(("tflite", "prefer_tflite_model"), "prefer_tflite_model", "prefer_tflite_model", _bool),
+    Entry(("tflite", "num_pools"), "num_tflite_pools", "num_tflite_pools", _positive),
+    Entry(
+        ("tflite", "num_interpreters_per_pool"),
+        "num_tflite_interpreters_per_pool",
+        "num_tflite_interpreters_per_pool",
+        _positive,
+    ),
     Entry(("warmup", "enabled"), "enable_model_warmup", "enable_model_warmup", _bool),
     Entry(
         ("warmup", "num_request_iterations"),
@@ -248,7 +260,7 @@ ENTRIES: tuple[Entry, ...] = (
         _count,
     ),
 )
-SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "warmup")
+SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "tflite", "warmup")
 # Keys read by name below (paths, batching, the default device).
 PATH_KEYS = ("models_dir", "model_root", "model_config_file", "pid_file")
 OTHER_KEYS = ("enable_batching", "batching", "device", "bind_address")

@@ -43,6 +43,7 @@ from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
 from servingd.daemon.heap_reuse import HeapReturningLoader
 from servingd.servables.saved_model import SavedModelLoader, SessionOptions
+from servingd.servables.tflite import TfLiteLoader, TfLiteOptions, loads_as_tflite
 from servingd.servables.warmup import WarmupOptions
 from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
 
@@ -192,15 +193,34 @@ class ModelServer:
         self._config_poll: asyncio.Task[None] | None = None
 
     def _make_loader(self, servable_id: ServableId, path: str) -> Loader:
-        # Per-model placement; a changed device applies to the next version load.
+        # Per-model settings (placement, TF Lite's) apply from the next version load.
         model = self.models.get(servable_id.name)
-        options = self._session_options
-        if model is not None and model.device is not None:
-            options = dataclasses.replace(options, device=model.device)
-        loader: Loader = SavedModelLoader(servable_id, path, options, self._warmup)
+        loader: Loader
+        if loads_as_tflite(
+            path,
+            platform=model.platform if model is not None else "",
+            prefer_tflite=self.settings.prefer_tflite_model,
+        ):
+            loader = TfLiteLoader(servable_id, path, self._tflite_options(model), self._warmup)
+        else:
+            options = self._session_options
+            if model is not None and model.device is not None:
+                options = dataclasses.replace(options, device=model.device)
+            loader = SavedModelLoader(servable_id, path, options, self._warmup)
         if self.settings.per_model_batching_parameters:
             loader = BatchingFileLoader(loader, servable_id, path, self.batching)
         return HeapReturningLoader(loader)
+
+    def _tflite_options(self, model: ModelConfig | None) -> TfLiteOptions:
+        s = self.settings
+        interpreters = s.num_tflite_pools * s.num_tflite_interpreters_per_pool
+        if model is None:
+            return TfLiteOptions(interpreters=interpreters)
+        return TfLiteOptions(
+            interpreters=model.interpreters or interpreters,
+            threads=model.threads,
+            delegate=model.delegate,
+        )
 
     def batching_parameters(self, model: ModelConfig) -> BatchingParameters | FromVersion | None:
         """A model's batching: its own section, else (batching on) each version's
