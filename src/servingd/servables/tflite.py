@@ -8,9 +8,14 @@ Signatures are TF Serving's (tflite_session.cc): the SignatureDef map stored in 
 flatbuffer's metadata when there is one (a tensor name that is not in the model is
 retried without its ``:N`` suffix, as TF Serving does for older converters), else one
 ``serving_default`` Predict signature whose aliases are the model's input and output tensor
-names (without ``:N``). One difference: a tensor's shape in a generated signature is the
-model's shape signature (``-1`` for a dynamic dimension) where TF Serving shows the
-dimensions the interpreter was first allocated with (``1`` there).
+names (without ``:N``). Two differences. Between those two sources, servingd reads the
+model's own signature (what ``TFLiteConverter`` writes from a SavedModel's
+``serving_default``, LiteRT's SignatureRunner) when it has exactly one and it names the
+model's inputs and outputs: the aliases are then the SavedModel's (``images``, not
+``serving_default_images``), so a model converted from a SavedModel takes the same requests.
+And a tensor's shape in a signature servingd makes is the model's shape signature (``-1``
+for a dynamic dimension) where TF Serving shows the dimensions the interpreter was first
+allocated with (``1`` there).
 
 An interpreter runs one call at a time, so a version holds a pool of them (``interpreters``);
 a run leases one, resizes its inputs when the request's shapes differ from the last ones it
@@ -26,7 +31,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,22 +256,51 @@ def _tensor_info(info: Any, detail: Mapping[str, Any]) -> None:
         info.tensor_shape.dim.add().size = int(size)
 
 
+Details = Mapping[str, Mapping[str, Any]]  # alias -> LiteRT tensor details
+
+
+def native_signature(interpreter: Interpreter) -> tuple[str, Details, Details] | None:
+    """The model's own signature (key, inputs, outputs by alias) when it has exactly one
+    and that one feeds and fetches the model's own inputs and outputs; else None."""
+    keys = list(interpreter.get_signature_list())
+    if len(keys) != 1:
+        return None
+    runner = interpreter.get_signature_runner(keys[0])
+    inputs, outputs = runner.get_input_details(), runner.get_output_details()
+
+    def indices(details: Iterable[Mapping[str, Any]]) -> set[int]:
+        return {int(d["index"]) for d in details}
+
+    if indices(inputs.values()) != indices(interpreter.get_input_details()) or indices(
+        outputs.values()
+    ) != indices(interpreter.get_output_details()):
+        return None
+    return keys[0], inputs, outputs
+
+
 def build_signature_defs(
     serialized: Mapping[str, bytes],
+    native: tuple[str, Details, Details] | None,
     input_details: Sequence[Mapping[str, Any]],
     output_details: Sequence[Mapping[str, Any]],
 ) -> Any:
-    """A MetaGraphDef holding the model's signatures, as TF Serving builds them."""
+    """A MetaGraphDef holding the model's signatures (see the module doc for the sources)."""
     meta_graph_def = meta_graph_pb2.MetaGraphDef()
     inputs = {str(d["name"]) for d in input_details}
     outputs = {str(d["name"]) for d in output_details}
     if not serialized:
-        log.warning("No signature def found in TFLite model. Generating one.")
-        sig = meta_graph_def.signature_def[DEFAULT_SERVING_SIGNATURE_DEF_KEY]
-        for detail in input_details:
-            _tensor_info(sig.inputs[_legacy_name(str(detail["name"]))], detail)
-        for detail in output_details:
-            _tensor_info(sig.outputs[_legacy_name(str(detail["name"]))], detail)
+        if native is not None:
+            key, by_alias_in, by_alias_out = native
+        else:
+            log.warning("No signature def found in TFLite model. Generating one.")
+            key = DEFAULT_SERVING_SIGNATURE_DEF_KEY
+            by_alias_in = {_legacy_name(str(d["name"])): d for d in input_details}
+            by_alias_out = {_legacy_name(str(d["name"])): d for d in output_details}
+        sig = meta_graph_def.signature_def[key]
+        for alias, detail in by_alias_in.items():
+            _tensor_info(sig.inputs[alias], detail)
+        for alias, detail in by_alias_out.items():
+            _tensor_info(sig.outputs[alias], detail)
         sig.method_name = PREDICT_METHOD_NAME
         return meta_graph_def
     for key, data in sorted(serialized.items()):
@@ -317,7 +351,8 @@ class TfLiteLoader(VersionDirLoader[TfLiteServable]):
             interpreters = [self._interpreter(model) for _ in range(self.options.interpreters)]
             first = interpreters[0].interpreter
             details = first.get_input_details(), first.get_output_details()
-            meta_graph_def = build_signature_defs(serialized, *details)
+            native = native_signature(first)
+            meta_graph_def = build_signature_defs(serialized, native, *details)
             tensors = {str(d["name"]): int(d["index"]) for d in (*details[0], *details[1])}
             servable = TfLiteServable(
                 self.id, self.path, meta_graph_def, InterpreterPool(interpreters), tensors
