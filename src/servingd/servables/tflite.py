@@ -53,11 +53,9 @@ from servingd.servables.signatures import Signature, SignatureLookup
 from servingd.servables.tflite_flatbuffer import serialized_signature_defs
 from servingd.servables.version_dir import VersionDirLoader
 from servingd.servables.warmup import WarmupOptions, run_warmup
+from servingd.sources.filesystem import SAVED_MODEL_FILES, TFLITE_MODEL_FILE, has_model
 
 log = logging.getLogger(__name__)
-
-TFLITE_MODEL_FILE = "model.tflite"
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +84,9 @@ def loads_as_tflite(path: str, *, platform: str, prefer_tflite: bool) -> bool:
     or it holds model.tflite and either no SavedModel or --prefer_tflite_model is set."""
     if platform == TFLITE_PLATFORM:
         return True
-    if not os.path.isfile(os.path.join(path, TFLITE_MODEL_FILE)):
+    if not has_model(path, (TFLITE_MODEL_FILE,)):
         return False
-    return prefer_tflite or not any(
-        os.path.isfile(os.path.join(path, name)) for name in SAVED_MODEL_FILES
-    )
+    return prefer_tflite or not has_model(path, SAVED_MODEL_FILES)
 
 
 class _Interpreter:

@@ -40,7 +40,7 @@ and the path once per change of that condition, errors() reports it, polling goe
 
 Half-written versions are never aspired. A version directory becomes ready when
 
-  (a) it contains `saved_model.pb` or `saved_model.pbtxt`, and
+  (a) it contains a model: `saved_model.pb`, `saved_model.pbtxt` or `model.tflite`, and
   (b) its fingerprint (relative path, size and mtime_ns of every file and directory in it,
       recursively) stayed the same across polls for at least `settle_s` seconds, or, when
       the directory is first seen, every mtime in it is already `settle_s` seconds old (so
@@ -74,6 +74,8 @@ from servingd.sources.version_policy import Latest, ServableVersionPolicy
 logger = logging.getLogger(__name__)
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+TFLITE_MODEL_FILE = "model.tflite"
+MODEL_FILES = (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE)
 
 LoaderFactory = Callable[[ServableId, str], Loader]
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -88,8 +90,9 @@ class SourceModelConfig:
     version_policy: ServableVersionPolicy = field(default_factory=Latest)
 
 
-def has_saved_model(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, f)) for f in SAVED_MODEL_FILES)
+def has_model(path: str, files: Sequence[str] = MODEL_FILES) -> bool:
+    """Whether the version directory holds one of `files` (a SavedModel or a TF Lite model)."""
+    return any(os.path.isfile(os.path.join(path, f)) for f in files)
 
 
 def fingerprint(path: str) -> tuple[Fingerprint, int]:
@@ -315,7 +318,7 @@ class FileSystemSource:
 
     def _check_candidate(self, state: _ModelState, version: int, path: str) -> None:
         name = state.config.name
-        if not has_saved_model(path):
+        if not has_model(path):
             state.settling.pop(version, None)
             return
         try:
