@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from servingd.config.errors import ConfigError
 from servingd.config.models import (
@@ -19,6 +18,7 @@ from servingd.config.models import (
     ModelConfig,
 )
 from servingd.sources.version_policy import All, Latest, ServableVersionPolicy, Specific
+from servingd.wire.tensorflow_serving.config import model_server_config_pb2
 
 
 def parse_text_proto(path: str, message: Any) -> Any:

@@ -10,8 +10,10 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
+import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +43,9 @@ from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
+from servingd.daemon.gc_freeze import freeze_startup_objects
 from servingd.daemon.heap_reuse import HeapReturningLoader
-from servingd.servables.saved_model import SavedModelLoader, SessionOptions
+from servingd.servables.session_options import SessionOptions
 from servingd.servables.tflite import TfLiteLoader, TfLiteOptions, loads_as_tflite
 from servingd.servables.warmup import WarmupOptions
 from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
@@ -50,7 +53,10 @@ from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
 log = logging.getLogger(__name__)
 
 OVERALL_HEALTH = ""
-RELOAD_SETTLE_TIMEOUT_S = 600.0  # grpc.health.v1: the empty service name is the whole server
+RELOAD_SETTLE_TIMEOUT_S = 600.0
+SAVED_MODEL_MODULE = (
+    "servingd.servables.saved_model"  # grpc.health.v1: the empty service name is the whole server
+)
 
 
 # Settings that only a restart applies: the listeners and what is fixed when the loader,
@@ -206,7 +212,7 @@ class ModelServer:
             options = self._session_options
             if model is not None and model.device is not None:
                 options = dataclasses.replace(options, device=model.device)
-            loader = SavedModelLoader(servable_id, path, options, self._warmup)
+            loader = saved_model_loader_class()(servable_id, path, options, self._warmup)
         if self.settings.per_model_batching_parameters:
             loader = BatchingFileLoader(loader, servable_id, path, self.batching)
         return HeapReturningLoader(loader)
@@ -497,6 +503,19 @@ class ModelServer:
         await asyncio.to_thread(self.batching.scheduler.stop, grace)
         await asyncio.to_thread(self.manager.stop, grace)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def saved_model_loader_class() -> Callable[..., Loader]:
+    """SavedModelLoader, importing TensorFlow the first time a SavedModel version is seen: a
+    daemon whose models are all TF Lite never imports it. Its start-up objects are frozen
+    then, as the daemon's own were at start (see gc_freeze)."""
+    first = SAVED_MODEL_MODULE not in sys.modules
+    module = importlib.import_module(SAVED_MODEL_MODULE)
+    if first:
+        log.info("TensorFlow imported for the first SavedModel version")
+        freeze_startup_objects()
+    loader: Callable[..., Loader] = module.SavedModelLoader
+    return loader
 
 
 def _source_model(model: ModelConfig) -> SourceModelConfig:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
+from servingd.wire.tensorflow.core.framework import types_pb2
+from servingd.wire.tensorflow.core.protobuf import meta_graph_pb2
 
 __all__ = ["meta_graph_pb2", "types_pb2"]

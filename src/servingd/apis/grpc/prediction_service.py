@@ -6,11 +6,6 @@ import logging
 from typing import Any
 
 import grpc
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from servingd.apis.errors import as_serving_error, grpc_status
 from servingd.apis.grpc.model_spec import fill_model_spec, model_request
@@ -19,6 +14,11 @@ from servingd.apis.request_metrics import GRPC, observe_request
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import InvalidArgument
 from servingd.servables.codecs import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from servingd.wire.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 

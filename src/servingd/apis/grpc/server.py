@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
@@ -19,6 +18,10 @@ from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.inference import InferenceRunner
 from servingd.apis.tf_example import ExampleApi
 from servingd.config.ssl_config import TlsSettings
+from servingd.wire.tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
