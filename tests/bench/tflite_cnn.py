@@ -62,6 +62,7 @@ def measure(form: str, base: Path, flags: list[str], seconds: float) -> tuple[li
         body = _request()
         stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
         reply = stub.Predict(predict_pb2.PredictRequest.FromString(body), timeout=60)
+        reply_bytes = len(loadgen.grpc_frame(reply.SerializeToString()))  # as on the wire
         idle = procs.rss_mib(pid)
         peak = idle
         for clients in (1, 16):
@@ -78,7 +79,7 @@ def measure(form: str, base: Path, flags: list[str], seconds: float) -> tuple[li
             sampler.start()
             try:
                 window = (running.started + WARMUP_S, running.started + seconds)
-                result = loadgen.finish(running, window, len(reply.SerializeToString()))
+                result = loadgen.finish(running, window, reply_bytes)
             finally:
                 done.set()
                 sampler.join(5)
