@@ -95,6 +95,8 @@ def measure(form: str, base: Path, flags: list[str], seconds: float) -> tuple[li
                 )
             )
         tf = "TensorFlow mapped" if _tensorflow_mapped(pid) else "no TensorFlow mapped"
+        why = [line for line in server.output().splitlines() if "TensorFlow imported" in line]
+        tf += f": {why[0]}" if why else ""
     return rows, f"{form}: RSS idle {idle:.0f} MiB, peak under load {peak:.0f} MiB ({tf})"
 
 
