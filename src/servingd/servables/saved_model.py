@@ -44,7 +44,7 @@ from servingd.core.thread_priority import lower_current_thread
 from servingd.servables.session_options import SessionOptions
 from servingd.servables.signatures import Signature, SignatureLookup, TensorSpec
 from servingd.servables.version_dir import VersionDirLoader
-from servingd.servables.warmup import WarmupOptions, run_warmup
+from servingd.servables.warmup import WarmupOptions
 
 __all__ = ["SavedModelLoader", "SavedModelServable", "SessionOptions", "Signature", "TensorSpec"]
 
@@ -208,14 +208,11 @@ class SavedModelLoader(VersionDirLoader[SavedModelServable]):
         options: SessionOptions | None = None,
         warmup: WarmupOptions | None = None,
     ) -> None:
-        """``warmup`` None or disabled: no warmup (``--enable_model_warmup=false``)."""
-        super().__init__(id, path)
+        super().__init__(id, path, warmup)
         self.options = options or SessionOptions()
-        self.warmup = warmup
 
     def load(self) -> None:
-        if self._servable is not None:
-            raise errors.FailedPrecondition(f"Servable {self.id} is already loaded")
+        self._check_not_loaded()
         if not os.path.isdir(self.path):
             raise self._fail(errors.NotFound, "the version directory does not exist")
         graph = tf.Graph()
@@ -228,9 +225,7 @@ class SavedModelLoader(VersionDirLoader[SavedModelServable]):
                     session, set(self.options.tags), self.path, clear_devices=device is not None
                 )
             servable = SavedModelServable(self.id, self.path, session, meta_graph_def)
-            if self.warmup is not None and self.warmup.enabled:
-                # Before AVAILABLE, as TF Serving: the first clients find a warm model.
-                run_warmup(servable, self.path, self.warmup)
+            self._warm_up(servable)
         except BaseException as exc:
             session.close()
             raise self._load_error(exc) from exc

@@ -52,7 +52,7 @@ from servingd.servables.signature_constants import (
 from servingd.servables.signatures import Signature, SignatureLookup
 from servingd.servables.tflite_flatbuffer import serialized_signature_defs
 from servingd.servables.version_dir import VersionDirLoader
-from servingd.servables.warmup import WarmupOptions, run_warmup
+from servingd.servables.warmup import WarmupOptions
 from servingd.sources.filesystem import SAVED_MODEL_FILES, TFLITE_MODEL_FILE, has_model
 
 log = logging.getLogger(__name__)
@@ -329,13 +329,11 @@ class TfLiteLoader(VersionDirLoader[TfLiteServable]):
         options: TfLiteOptions | None = None,
         warmup: WarmupOptions | None = None,
     ) -> None:
-        super().__init__(id, path)
+        super().__init__(id, path, warmup)
         self.options = options or TfLiteOptions()
-        self.warmup = warmup
 
     def load(self) -> None:
-        if self._servable is not None:
-            raise errors.FailedPrecondition(f"Servable {self.id} is already loaded")
+        self._check_not_loaded()
         model_path = os.path.join(self.path, TFLITE_MODEL_FILE)
         try:
             with open(model_path, "rb") as f:
@@ -353,8 +351,7 @@ class TfLiteLoader(VersionDirLoader[TfLiteServable]):
             servable = TfLiteServable(
                 self.id, self.path, meta_graph_def, InterpreterPool(interpreters), tensors
             )
-            if self.warmup is not None and self.warmup.enabled:
-                run_warmup(servable, self.path, self.warmup)
+            self._warm_up(servable)
         except errors.ServingError as exc:
             raise self._fail(type(exc), exc.message) from None
         self._servable = servable

@@ -11,6 +11,7 @@ from typing import Generic, Protocol, TypeVar
 from servingd.core import errors
 from servingd.core.ids import ServableId
 from servingd.core.loader import ResourceEstimate
+from servingd.servables.warmup import WarmupOptions, run_warmup
 
 # TF Serving's resource estimate: total size of the files under the version dir x 1.2
 # (util.cc, kResourceEstimateRAMMultiplier / kResourceEstimateRAMPadBytes).
@@ -31,10 +32,21 @@ class VersionDirLoader(Generic[S]):
     """The part of a Loader (servingd.core.loader) that does not depend on the runtime:
     the estimate, error wording, and handing out / closing the servable that load() set."""
 
-    def __init__(self, id: ServableId, path: str) -> None:
+    def __init__(self, id: ServableId, path: str, warmup: WarmupOptions | None = None) -> None:
+        """``warmup`` None or disabled: no warmup (``--enable_model_warmup=false``)."""
         self.id = id
         self.path = path
+        self.warmup = warmup
         self._servable: S | None = None
+
+    def _check_not_loaded(self) -> None:
+        if self._servable is not None:
+            raise errors.FailedPrecondition(f"Servable {self.id} is already loaded")
+
+    def _warm_up(self, servable: object) -> None:
+        """Before AVAILABLE, as TF Serving: the first clients find a warm model."""
+        if self.warmup is not None and self.warmup.enabled:
+            run_warmup(servable, self.path, self.warmup)
 
     def servable(self) -> S:
         if self._servable is None:
