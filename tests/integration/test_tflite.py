@@ -290,6 +290,22 @@ def test_batched_through_the_shared_scheduler(bases: dict[str, Path]) -> None:
     np.testing.assert_allclose(np.concatenate(answers), expected, atol=FLOAT_TOLERANCE)
 
 
+def test_reference_kernels_answer_as_xnnpack(bases: dict[str, Path]) -> None:
+    images = cnn_images(3, seed=14)
+    answers = []
+    for xnnpack in (True, False):
+        loader = TfLiteLoader(
+            ServableId("cnn", 1),
+            str(bases["small_cnn_tflite"] / "1"),
+            TfLiteOptions(threads=1, xnnpack=xnnpack),
+        )
+        loader.load()
+        servable = loader.servable()
+        answers.append(servable.run(servable.signature(), {"images": images})["probabilities"])
+        loader.unload()
+    np.testing.assert_allclose(answers[0], answers[1], atol=FLOAT_TOLERANCE)
+
+
 def test_a_delegate_whose_library_is_missing_fails_the_load(bases: dict[str, Path]) -> None:
     loader = TfLiteLoader(
         ServableId("half", 1),

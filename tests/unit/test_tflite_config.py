@@ -43,13 +43,14 @@ def test_tflite_flags_reach_the_settings_and_are_applicable() -> None:
 def test_drop_in_tflite_keys(etc: Path) -> None:
     write(
         etc / "models.d/edge.yaml",
-        "base_path: edge\nplatform: tflite\ninterpreters: 2\nthreads: 1\ndelegate: edgetpu\n",
+        "base_path: edge\nplatform: tflite\ninterpreters: 2\nthreads: 1\ndelegate: edgetpu\n"
+        "xnnpack: false\n",
     )
     write(etc / "servingd.yaml", (etc / "servingd.yaml").read_text() + "tflite: {num_pools: 3}\n")
     settings = load_settings([f"--config={etc / 'servingd.yaml'}"])
     edge = {m.name: m for m in settings.models}["edge"]
-    assert (edge.platform, edge.interpreters, edge.threads, edge.delegate) == (
-        "tflite", 2, 1, "edgetpu",
+    assert (edge.platform, edge.interpreters, edge.threads, edge.delegate, edge.xnnpack) == (
+        "tflite", 2, 1, "edgetpu", False,
     )  # fmt: skip
     assert settings.num_tflite_pools == 3
 

@@ -10,6 +10,7 @@
     interpreters: 2                           # TF Lite: calls run at once
     threads: 1                                # TF Lite: LiteRT threads per interpreter
     delegate: edgetpu                         # TF Lite: edgetpu or a delegate library path
+    xnnpack: true                             # TF Lite: XNNPACK CPU kernels (default true)
 
 Only files ending in `.yaml` are read, in name order; anything else in the directory
 (`*.disabled`, `*.dpkg-dist`, editor backups) is ignored, so a drop-in is switched off by
@@ -48,6 +49,7 @@ MODEL_KEYS = (
     "interpreters",
     "threads",
     "delegate",
+    "xnnpack",
 )
 DROP_IN_SUFFIX = ".yaml"
 
@@ -126,6 +128,7 @@ def model_from_node(
     if "threads" in fields:
         threads = fields["threads"].int_("threads", minimum=1)
     delegate = fields["delegate"].optional_str("delegate") or None if "delegate" in fields else None
+    xnnpack = fields["xnnpack"].bool_("xnnpack") if "xnnpack" in fields else True
     return ModelConfig(
         name=name,
         base_path=base_path,
@@ -137,6 +140,7 @@ def model_from_node(
         interpreters=interpreters,
         threads=threads,
         delegate=delegate,
+        xnnpack=xnnpack,
         origin=origin,
     )
 

@@ -31,6 +31,7 @@ class ModelConfig:
     interpreters: int | None = None
     threads: int | None = None
     delegate: str | None = None
+    xnnpack: bool = True  # TF Lite: LiteRT's XNNPACK CPU kernels (False: its reference ones)
     # Where it was defined (file:line), for messages; not part of equality, so moving a
     # definition to another line or file is not a change of the model.
     origin: str = field(default="", compare=False)

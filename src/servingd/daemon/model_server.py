@@ -226,6 +226,7 @@ class ModelServer:
             interpreters=model.interpreters or interpreters,
             threads=model.threads,
             delegate=model.delegate,
+            xnnpack=model.xnnpack,
         )
 
     def batching_parameters(self, model: ModelConfig) -> BatchingParameters | FromVersion | None:
