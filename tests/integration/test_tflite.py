@@ -306,6 +306,32 @@ def test_reference_kernels_answer_as_xnnpack(bases: dict[str, Path]) -> None:
     np.testing.assert_allclose(answers[0], answers[1], atol=FLOAT_TOLERANCE)
 
 
+def fixed_batch_model(path: Path) -> Path:
+    """A TF Lite model fixed at one row: its Reshape to [1, 2, 2] cannot take a resized input."""
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+    def double(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": tf.reshape(tf.reshape(x, [1, 2, 2]) * 2.0, [1, 4])}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()])
+    path.mkdir(parents=True)
+    (path / "model.tflite").write_bytes(converter.convert())
+    return path
+
+
+def test_a_fixed_batch_model_runs_bigger_requests_in_slices(tmp_path: Path) -> None:
+    loader = TfLiteLoader(ServableId("fixed", 1), str(fixed_batch_model(tmp_path / "fixed" / "1")))
+    loader.load()
+    servable = loader.servable()
+    signature = servable.signature()
+    assert servable.fixed_batch is not None and servable.fixed_batch.size == 1
+    for rows in (1, 3, 5):
+        x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+        (y,) = servable.run(signature, {"x": x}).values()
+        np.testing.assert_array_equal(y, 2 * x)
+    loader.unload()
+
+
 def test_a_delegate_whose_library_is_missing_fails_the_load(bases: dict[str, Path]) -> None:
     loader = TfLiteLoader(
         ServableId("half", 1),

@@ -20,8 +20,10 @@ allocated with (``1`` there).
 An interpreter runs one call at a time, so a version holds a pool of them (``interpreters``);
 a run leases one, resizes its inputs when the request's shapes differ from the last ones it
 ran (TF Serving's rule: the input tensor takes the request's shape), feeds, invokes and
-copies the outputs out. LiteRT releases the GIL while it invokes, so runs on different
-interpreters proceed in parallel. XNNPACK, LiteRT's CPU delegate, is applied by default.
+copies the outputs out. A model whose batch dimension is fixed runs a request (or a batch)
+of another number of rows in slices of its size instead (``FixedBatch``). LiteRT releases
+the GIL while it invokes, so runs on different interpreters proceed in parallel. XNNPACK,
+LiteRT's CPU delegate, is applied by default.
 """
 
 from __future__ import annotations
@@ -173,12 +175,14 @@ class TfLiteServable(SignatureLookup):
         meta_graph_def: Any,
         pool: InterpreterPool,
         tensors: Mapping[str, int],
+        fixed_batch: FixedBatch | None = None,
     ) -> None:
         super().__init__(meta_graph_def)
         self.id = id
         self.path = path
         self.pool = pool
         self._tensors = dict(tensors)  # input and output tensor names -> index
+        self.fixed_batch = fixed_batch
 
     def run(
         self,
@@ -218,8 +222,12 @@ class TfLiteServable(SignatureLookup):
         model: a name unknown as such is retried without its ``:N`` suffix)."""
         inputs = [(self._index(name, "input"), _as_feed(value)) for name, value in feeds.items()]
         fetches = [self._index(name, "output") for name in fetch_names]
+        rows = self.fixed_batch.rows_to_split(inputs) if self.fixed_batch else None
         with self.pool.lease(self.id, timeout_s) as interpreter:
-            return interpreter.run(inputs, fetches)
+            if rows is None:
+                return interpreter.run(inputs, fetches)
+            assert self.fixed_batch is not None
+            return self.fixed_batch.run_split(interpreter, inputs, fetches, rows)
 
     def _index(self, name: str, kind: str) -> int:
         index = self._tensors.get(name)
@@ -231,6 +239,62 @@ class TfLiteServable(SignatureLookup):
 
     def close(self) -> None:
         self.pool.close()
+
+
+@dataclass(frozen=True, slots=True)
+class FixedBatch:
+    """A model whose inputs all have the same fixed first dimension (``size``, > 0, in their
+    shape signature; ``ranks``: each input's rank). Fed more or fewer rows than that, in
+    inputs of the model's rank, it runs in slices of ``size`` rows (the last one padded
+    with copies of its last row) and the outputs' slices are joined: a model whose
+    operators bake the batch size in (an Edge TPU model always does) cannot be resized."""
+
+    size: int
+    ranks: Mapping[int, int]
+
+    @classmethod
+    def of(cls, input_details: Sequence[Mapping[str, Any]]) -> FixedBatch | None:
+        firsts = {int(d["shape_signature"][0]) if len(d["shape_signature"]) else -1
+                  for d in input_details}  # fmt: skip
+        if len(firsts) != 1 or min(firsts) < 1:
+            return None
+        ranks = {int(d["index"]): len(d["shape_signature"]) for d in input_details}
+        return cls(firsts.pop(), ranks)
+
+    def rows_to_split(self, feeds: Sequence[tuple[int, np.ndarray]]) -> int | None:
+        """The rows of a request to run in slices; None when it is fed as it is."""
+        if not feeds or any(value.ndim != self.ranks.get(i) for i, value in feeds):
+            return None
+        rows = {int(value.shape[0]) for _, value in feeds}
+        if len(rows) != 1 or rows == {self.size} or rows == {0}:
+            return None
+        return rows.pop()
+
+    def run_split(
+        self,
+        interpreter: _Interpreter,
+        feeds: Sequence[tuple[int, np.ndarray]],
+        fetches: Sequence[int],
+        rows: int,
+    ) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = [[] for _ in fetches]
+        for start in range(0, rows, self.size):
+            chunk = []
+            for index, value in feeds:
+                piece = value[start : start + self.size]
+                if len(piece) < self.size:
+                    piece = np.concatenate(
+                        [piece, np.repeat(piece[-1:], self.size - len(piece), 0)]
+                    )
+                chunk.append((index, piece))
+            for part, output in zip(parts, interpreter.run(chunk, fetches), strict=True):
+                if output.ndim == 0 or output.shape[0] != self.size:
+                    raise errors.InvalidArgument(
+                        f"the model's batch size is fixed at {self.size} and an output of shape "
+                        f"{list(output.shape)} cannot be joined: send {self.size} row(s)"
+                    )
+                part.append(output)
+        return [np.concatenate(part)[:rows] for part in parts]
 
 
 def _as_feed(value: np.ndarray) -> np.ndarray:
@@ -349,7 +413,12 @@ class TfLiteLoader(VersionDirLoader[TfLiteServable]):
             meta_graph_def = build_signature_defs(serialized, native, *details)
             tensors = {str(d["name"]): int(d["index"]) for d in (*details[0], *details[1])}
             servable = TfLiteServable(
-                self.id, self.path, meta_graph_def, InterpreterPool(interpreters), tensors
+                self.id,
+                self.path,
+                meta_graph_def,
+                InterpreterPool(interpreters),
+                tensors,
+                FixedBatch.of(details[0]),
             )
             self._warm_up(servable)
         except errors.ServingError as exc:
