@@ -26,13 +26,12 @@ from tensorflow_serving.apis import (
 
 from servingd.batching.parameters import BatchingParameters
 from servingd.config.models import ModelConfig
-from servingd.config.settings import ServerSettings
 from servingd.core import errors
 from servingd.core.ids import ServableId
 from servingd.servables.tflite import TfLiteLoader, TfLiteOptions
 from servingd.tools.export_models import cnn_images
-from support.inprocess_server import model_server_in_thread
-from support.servingd_process import ServingdProcess, free_ports
+from support.inprocess_server import loopback_settings, model_server_in_thread
+from support.servingd_process import ServingdProcess
 from support.tflite_models import export_all, model_config
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -228,12 +227,7 @@ def test_prefer_tflite_model_picks_the_tflite_file(bases: dict[str, Path], tmp_p
 
 
 def test_sixteen_clients_on_two_interpreters(bases: dict[str, Path]) -> None:
-    grpc_port, rest_port = free_ports(2)
-    settings = ServerSettings(
-        grpc_port=grpc_port,
-        grpc_bind_address="127.0.0.1",
-        rest_port=rest_port,
-        rest_bind_address="127.0.0.1",
+    settings = loopback_settings(
         models=(ModelConfig("half", str(bases["half_plus_two_tflite"]), platform="tflite"),),
         num_tflite_pools=2,
         inline_run_max_ms=0.0,  # every run on a worker thread: the pool is shared by them
@@ -261,13 +255,8 @@ def test_sixteen_clients_on_two_interpreters(bases: dict[str, Path]) -> None:
 
 
 def test_batched_through_the_shared_scheduler(bases: dict[str, Path]) -> None:
-    grpc_port, rest_port = free_ports(2)
     batching = BatchingParameters(max_batch_size=8, batch_timeout_micros=20_000)
-    settings = ServerSettings(
-        grpc_port=grpc_port,
-        grpc_bind_address="127.0.0.1",
-        rest_port=rest_port,
-        rest_bind_address="127.0.0.1",
+    settings = loopback_settings(
         models=(
             ModelConfig(
                 "cnn", str(bases["small_cnn_tflite"]), platform="tflite", batching=batching
