@@ -220,7 +220,9 @@ class TfLiteServable(SignatureLookup):
     ) -> list[np.ndarray]:
         """Feed tensors by name and fetch others (TF Serving's Session::Run on a TF Lite
         model: a name unknown as such is retried without its ``:N`` suffix)."""
-        inputs = [(self._index(name, "input"), _as_feed(value)) for name, value in feeds.items()]
+        # Strings stay object arrays of bytes: LiteRT takes them as they are (numpy's
+        # fixed-width bytes would drop a serialized proto's trailing NUL bytes).
+        inputs = [(self._index(name, "input"), value) for name, value in feeds.items()]
         fetches = [self._index(name, "output") for name in fetch_names]
         rows = self.fixed_batch.rows_to_split(inputs) if self.fixed_batch else None
         with self.pool.lease(self.id, timeout_s) as interpreter:
@@ -295,13 +297,6 @@ class FixedBatch:
                     )
                 part.append(output)
         return [np.concatenate(part)[:rows] for part in parts]
-
-
-def _as_feed(value: np.ndarray) -> np.ndarray:
-    # LiteRT takes strings as fixed-width bytes arrays, not the object arrays of the codecs.
-    if value.dtype.kind == "O":
-        return value.astype(np.bytes_)
-    return value
 
 
 def _legacy_name(name: str) -> str:
