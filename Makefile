@@ -76,9 +76,12 @@ soak: venv
 
 # The generated module is committed (the deb build and a fresh clone need no protoc);
 # tests/unit/test_protos.py fails when it no longer matches its .proto.
+# src/servingd/wire: TF Serving's and TensorFlow's messages from protos/tf_serving_wire.binpb
+# (refresh that file from the pinned wheels with scripts/wire_descriptors.py).
 protos: venv
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src \
 		protos/servingd/compat/tf_serving_config.proto
+	$(PY) scripts/wire_protos.py
 
 # TF_PACKAGE=tensorflow builds the GPU variant; DEB_COMPRESSION=xz|zstd|gzip overrides the choice.
 deb:

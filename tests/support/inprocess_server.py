@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from servingd.config.settings import ServerSettings
 from servingd.daemon.model_server import ModelServer
+from support.servingd_process import free_ports
 
 T = TypeVar("T")
 
@@ -29,6 +30,18 @@ class InProcessServer:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
         """Runs `coro` on the server's loop and waits for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def loopback_settings(**settings: Any) -> ServerSettings:
+    """ServerSettings with gRPC and REST on free loopback ports, and `settings` on top."""
+    grpc_port, rest_port = free_ports(2)
+    return ServerSettings(
+        grpc_port=grpc_port,
+        grpc_bind_address="127.0.0.1",
+        rest_port=rest_port,
+        rest_bind_address="127.0.0.1",
+        **settings,
+    )
 
 
 @contextmanager

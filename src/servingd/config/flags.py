@@ -15,9 +15,6 @@ from collections.abc import Sequence
 NOT_APPLICABLE: dict[str, str] = {
     "use_alts_credentials": "Google ALTS exists only inside Google Cloud",
     "platform_config_file": "only the tensorflow platform is served; use model_platform",
-    "prefer_tflite_model": "TensorFlow Lite models are not served",
-    "num_tflite_pools": "TensorFlow Lite models are not served",
-    "num_tflite_interpreters_per_pool": "TensorFlow Lite models are not served",
     "flush_filesystem_caches": "Python's loader keeps no filesystem cache to flush",
     "remove_unused_fields_from_bundle_metagraph": "metagraphs are kept whole for metadata",
     "xla_cpu_compilation_enabled": "XLA JIT is left to TensorFlow's defaults",
@@ -207,9 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bool(p, "version", False, "print the version and exit")
     p.add_argument("--monitoring_config_file", default="")
     _add_bool(p, "remove_unused_fields_from_bundle_metagraph", True, "(not applicable here)")
-    _add_bool(p, "prefer_tflite_model", False, "(not applicable here)")
-    p.add_argument("--num_tflite_pools", type=int, default=1)
-    p.add_argument("--num_tflite_interpreters_per_pool", type=int, default=1)
+    _add_bool(
+        p,
+        "prefer_tflite_model",
+        False,
+        "a version with both saved_model.pb and model.tflite loads the TF Lite model",
+    )
+    p.add_argument(
+        "--num_tflite_pools",
+        type=int,
+        default=1,
+        help="TF Lite: interpreter pools per version (interpreters = pools x per pool)",
+    )
+    p.add_argument(
+        "--num_tflite_interpreters_per_pool",
+        type=int,
+        default=1,
+        help="TF Lite: interpreters per pool",
+    )
     _add_bool(
         p,
         "enable_signature_method_name_check",

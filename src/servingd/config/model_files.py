@@ -3,11 +3,15 @@
     name: half_plus_two                       # default: the file name without .yaml
     base_path: /var/lib/servingd/models/half_plus_two   # relative: under model_root;
                                               # or s3://BUCKET/PREFIX/MODEL
-    platform: tensorflow                      # the only one served
+    platform: tensorflow                      # or tflite (model.tflite, LiteRT)
     version_policy: {latest: {num_versions: 2}}   # or: latest | all | {specific: [1, 2]}
     version_labels: {stable: 1, canary: 2}
     batching: {max_batch_size: 32, batch_timeout_micros: 2000}
     device: GPU:0
+    interpreters: 2                           # TF Lite: calls run at once
+    threads: 1                                # TF Lite: LiteRT threads per interpreter
+    delegate: edgetpu                         # TF Lite: edgetpu or a delegate library path
+    xnnpack: true                             # TF Lite: XNNPACK CPU kernels (default true)
 
 Only files ending in `.yaml` are read, in name order; anything else in the directory
 (`*.disabled`, `*.dpkg-dist`, editor backups) is ignored, so a drop-in is switched off by
@@ -25,13 +29,17 @@ from servingd.batching.parameters import (
     batching_parameters_from_mapping,
 )
 from servingd.config.errors import ConfigError
-from servingd.config.models import ModelConfig
+from servingd.config.models import (
+    PLATFORMS,
+    TENSORFLOW_PLATFORM,
+    TFLITE_PLATFORM,
+    ModelConfig,
+)
 from servingd.config.yaml_nodes import Node, load_yaml_file
 from servingd.core.errors import InvalidArgument
 from servingd.sources.s3.options import is_s3_url, parse_s3_url
 from servingd.sources.version_policy import All, Latest, ServableVersionPolicy, Specific
 
-TENSORFLOW_PLATFORM = "tensorflow"
 MODEL_KEYS = (
     "name",
     "base_path",
@@ -40,6 +48,10 @@ MODEL_KEYS = (
     "version_labels",
     "batching",
     "device",
+    "interpreters",
+    "threads",
+    "delegate",
+    "xnnpack",
 )
 DROP_IN_SUFFIX = ".yaml"
 
@@ -99,10 +111,10 @@ def model_from_node(
     platform = TENSORFLOW_PLATFORM
     if "platform" in fields:
         platform = fields["platform"].str_("platform")
-        if platform != TENSORFLOW_PLATFORM:
+        if platform not in PLATFORMS:
             raise fields["platform"].error(
                 f"model {name}: platform {platform!r} is not supported; "
-                f"only {TENSORFLOW_PLATFORM!r} is"
+                f"use {TENSORFLOW_PLATFORM!r} or {TFLITE_PLATFORM!r}"
             )
     policy: ServableVersionPolicy = Latest(1)
     if "version_policy" in fields:
@@ -117,6 +129,13 @@ def model_from_node(
     device = default_device
     if "device" in fields:
         device = fields["device"].optional_str("device") or None
+    interpreters = threads = None
+    if "interpreters" in fields:
+        interpreters = fields["interpreters"].int_("interpreters", minimum=1)
+    if "threads" in fields:
+        threads = fields["threads"].int_("threads", minimum=1)
+    delegate = fields["delegate"].optional_str("delegate") or None if "delegate" in fields else None
+    xnnpack = fields["xnnpack"].bool_("xnnpack") if "xnnpack" in fields else True
     return ModelConfig(
         name=name,
         base_path=base_path,
@@ -125,6 +144,10 @@ def model_from_node(
         version_labels=labels,
         batching=batching,
         device=device,
+        interpreters=interpreters,
+        threads=threads,
+        delegate=delegate,
+        xnnpack=xnnpack,
         origin=origin,
     )
 

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from servingd.config.errors import ConfigError
-from servingd.config.models import ModelConfig
+from servingd.config.models import (
+    PLATFORMS,
+    TENSORFLOW_PLATFORM,
+    TFLITE_PLATFORM,
+    ModelConfig,
+)
 from servingd.sources.version_policy import All, Latest, ServableVersionPolicy, Specific
-
-TENSORFLOW_PLATFORM = "tensorflow"
+from servingd.wire.tensorflow_serving.config import model_server_config_pb2
 
 
 def parse_text_proto(path: str, message: Any) -> Any:
@@ -68,12 +71,12 @@ def models_from_proto(proto: Any, origin: str) -> list[ModelConfig]:
         if not cfg.base_path:
             raise ConfigError(origin, None, f"{where} ({cfg.name}): base_path must be set")
         platform = cfg.model_platform or TENSORFLOW_PLATFORM
-        if platform != TENSORFLOW_PLATFORM:
+        if platform not in PLATFORMS:
             raise ConfigError(
                 origin,
                 None,
                 f"{where} ({cfg.name}): model_platform {platform!r} is not "
-                f"supported; only {TENSORFLOW_PLATFORM!r} is",
+                f"supported; use {TENSORFLOW_PLATFORM!r} or {TFLITE_PLATFORM!r}",
             )
         models.append(
             ModelConfig(

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from servingd.batching.parameters import BatchingParameters
 from servingd.sources.version_policy import Latest, ServableVersionPolicy
 
+TENSORFLOW_PLATFORM = "tensorflow"
+TFLITE_PLATFORM = "tflite"  # model.tflite, run by LiteRT (servingd.servables.tflite)
+PLATFORMS = (TENSORFLOW_PLATFORM, TFLITE_PLATFORM)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -21,6 +25,13 @@ class ModelConfig:
     batching: BatchingParameters | None = None
     # Where its sessions run: None (TensorFlow's choice), "CPU", "GPU:0", ...
     device: str | None = None
+    # TF Lite versions (platform tflite, or model.tflite found): interpreters (None: the
+    # --num_tflite_* flags), LiteRT threads per interpreter (None: LiteRT's default), and
+    # a delegate ("edgetpu" or a library path; servingd.servables.delegates).
+    interpreters: int | None = None
+    threads: int | None = None
+    delegate: str | None = None
+    xnnpack: bool = True  # TF Lite: LiteRT's XNNPACK CPU kernels (False: its reference ones)
     # Where it was defined (file:line), for messages; not part of equality, so moving a
     # definition to another line or file is not a change of the model.
     origin: str = field(default="", compare=False)

@@ -73,6 +73,10 @@ def _count(node: Node, what: str) -> int:
     return node.int_(what, minimum=0)
 
 
+def _positive(node: Node, what: str) -> int:
+    return node.int_(what, minimum=1)
+
+
 def _nice(node: Node, what: str) -> int:
     value = node.int_(what, minimum=0)
     if value > MAX_NICE:
@@ -261,6 +265,14 @@ ENTRIES: tuple[Entry, ...] = (
         "gpu_memory_allow_growth",
         _bool,
     ),
+    Entry(("tflite", "prefer_tflite_model"), "prefer_tflite_model", "prefer_tflite_model", _bool),
+    Entry(("tflite", "num_pools"), "num_tflite_pools", "num_tflite_pools", _positive),
+    Entry(
+        ("tflite", "num_interpreters_per_pool"),
+        "num_tflite_interpreters_per_pool",
+        "num_tflite_interpreters_per_pool",
+        _positive,
+    ),
     Entry(("warmup", "enabled"), "enable_model_warmup", "enable_model_warmup", _bool),
     Entry(
         ("warmup", "num_request_iterations"),
@@ -278,7 +290,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(("s3", "cache_dir"), "s3_cache_dir", "", _file_path),
     Entry(("s3", "credentials_file"), "s3_credentials", "", _s3_credentials),
 )
-SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "warmup", "s3")
+SECTIONS = ("grpc", "rest", "limits", "logging", "loading", "tensorflow", "tflite", "warmup", "s3")
 # Keys read by name below (paths, batching, the default device).
 PATH_KEYS = ("models_dir", "model_root", "model_config_file", "pid_file")
 OTHER_KEYS = ("enable_batching", "batching", "device", "bind_address")

@@ -83,6 +83,12 @@ class ServerSettings:
     max_tensor_elements: int = 64 * 1024 * 1024
     grpc_max_receive_bytes: int = 256 * 1024 * 1024
     rest_max_body_bytes: int = 256 * 1024 * 1024
+    # --prefer_tflite_model: a version with saved_model.pb and model.tflite loads TF Lite.
+    prefer_tflite_model: bool = False
+    # --num_tflite_pools x --num_tflite_interpreters_per_pool: a TF Lite version's
+    # interpreters (calls that run at once) unless its model sets `interpreters`.
+    num_tflite_pools: int = 1
+    num_tflite_interpreters_per_pool: int = 1
     # --admin_token_file: bearer token for state-changing endpoints (None: open).
     admin_token: str | None = field(default=None, repr=False)
     # s3:// base paths (servingd.yaml's s3: section; docs/configuration.md). Left empty,
@@ -158,6 +164,9 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
             None,
             f"--compute_thread_nice must be within [0, {MAX_NICE}], got {args.compute_thread_nice}",
         )
+    for flag in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
+        if getattr(args, flag) < 1:
+            raise ConfigError("command line", None, f"--{flag} must be at least 1")
     for flag in (
         "max_in_flight_requests",
         "max_in_flight_requests_per_model",
@@ -228,5 +237,8 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
         max_tensor_elements=args.max_tensor_elements,
         grpc_max_receive_bytes=args.grpc_max_receive_message_bytes or 2**31 - 1,
         rest_max_body_bytes=args.rest_api_max_body_bytes or 2**62,
+        prefer_tflite_model=args.prefer_tflite_model,
+        num_tflite_pools=args.num_tflite_pools,
+        num_tflite_interpreters_per_pool=args.num_tflite_interpreters_per_pool,
         admin_token=load_admin_token(args.admin_token_file) if args.admin_token_file else None,
     )

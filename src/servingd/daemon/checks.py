@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from servingd.config.errors import ConfigError
 from servingd.config.models import ModelConfig
 from servingd.config.settings import ServerSettings
+from servingd.servables.delegates import delegate_problem
 from servingd.servables.devices import DeviceRequest, check_devices
 
 
@@ -17,12 +19,20 @@ def check_machine(
     *,
     available: dict[str, int] | None = None,
 ) -> None:
-    """Raises ConfigError when a model's device or a GPU option cannot be honoured here."""
+    """Raises ConfigError when a model's device, TF Lite delegate or a GPU option cannot
+    be honoured here."""
+    models = settings.models if models is None else models
+    for model in models:
+        problem = model.delegate and delegate_problem(model.delegate)
+        if problem:
+            raise ConfigError(
+                model.origin or "config",
+                None,
+                f"model {model.name}: TF Lite delegate {model.delegate!r} is not available "
+                f"on this machine: {problem}",
+            )
     check_devices(
-        [
-            DeviceRequest(m.name, m.device, m.origin)
-            for m in (settings.models if models is None else models)
-        ],
+        [DeviceRequest(m.name, m.device, m.origin) for m in models],
         gpu_memory_fraction=settings.per_process_gpu_memory_fraction,
         gpu_allow_growth=settings.gpu_allow_growth,
         available=available,

@@ -11,8 +11,9 @@ full pass every ~8 s taking 120-180 ms, and the event loop stood still for it (R
 `gc.freeze()` moves every object that exists into a permanent generation that collections
 no longer walk. Full passes then take 1-2 ms (they come more often: a quarter of a small
 generation is soon reached). Frozen objects are still freed when their last reference goes;
-only garbage cycles among them would never be collected. So the daemon freezes once, after
-a collection, when TensorFlow is imported and before the first model loads: a version's
+only garbage cycles among them would never be collected. So the daemon freezes after a
+collection at start, before any model loads, and again right after TensorFlow's import (by
+the first SavedModel version; a daemon of TF Lite models never imports it): a version's
 graph (full of cycles) stays collectable when the version unloads.
 """
 

@@ -10,8 +10,10 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
+import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +41,10 @@ from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
+from servingd.daemon.gc_freeze import freeze_startup_objects
 from servingd.daemon.heap_reuse import HeapReturningLoader
-from servingd.servables.saved_model import SavedModelLoader, SessionOptions
+from servingd.servables.session_options import SessionOptions
+from servingd.servables.tflite import TfLiteLoader, TfLiteOptions, loads_as_tflite
 from servingd.servables.warmup import WarmupOptions
 from servingd.sources.polling import PollingSource, SourceModelConfig
 from servingd.sources.router import StoreRouter
@@ -54,6 +58,7 @@ RELOAD_SETTLE_TIMEOUT_S = 600.0
 # for a small box; TensorFlow's own thread pools do the work of each load.
 DEFAULT_LOAD_THREADS = 2
 STATUS_REASON_CHARS = 160  # per model not serving, in STATUS= (the full text: /readyz)
+SAVED_MODEL_MODULE = "servingd.servables.saved_model"
 
 
 # Settings that only a restart applies: the listeners and what is fixed when the loader,
@@ -223,15 +228,35 @@ class ModelServer:
         self._config_poll: asyncio.Task[None] | None = None
 
     def _make_loader(self, servable_id: ServableId, path: str) -> Loader:
-        # Per-model placement; a changed device applies to the next version load.
+        # Per-model settings (placement, TF Lite's) apply from the next version load.
         model = self.models.get(servable_id.name)
-        options = self._session_options
-        if model is not None and model.device is not None:
-            options = dataclasses.replace(options, device=model.device)
-        loader: Loader = SavedModelLoader(servable_id, path, options, self._warmup)
+        loader: Loader
+        if loads_as_tflite(
+            path,
+            platform=model.platform if model is not None else "",
+            prefer_tflite=self.settings.prefer_tflite_model,
+        ):
+            loader = TfLiteLoader(servable_id, path, self._tflite_options(model), self._warmup)
+        else:
+            options = self._session_options
+            if model is not None and model.device is not None:
+                options = dataclasses.replace(options, device=model.device)
+            loader = saved_model_loader_class()(servable_id, path, options, self._warmup)
         if self.settings.per_model_batching_parameters:
             loader = BatchingFileLoader(loader, servable_id, path, self.batching)
         return HeapReturningLoader(loader)
+
+    def _tflite_options(self, model: ModelConfig | None) -> TfLiteOptions:
+        s = self.settings
+        interpreters = s.num_tflite_pools * s.num_tflite_interpreters_per_pool
+        if model is None:
+            return TfLiteOptions(interpreters=interpreters)
+        return TfLiteOptions(
+            interpreters=model.interpreters or interpreters,
+            threads=model.threads,
+            delegate=model.delegate,
+            xnnpack=model.xnnpack,
+        )
 
     def batching_parameters(self, model: ModelConfig) -> BatchingParameters | FromVersion | None:
         """A model's batching: its own section, else (batching on) each version's
@@ -563,6 +588,19 @@ def _s3_store(settings: ServerSettings) -> VersionStore:
             environ=os.environ,
         )
     )
+
+
+def saved_model_loader_class() -> Callable[..., Loader]:
+    """SavedModelLoader, importing TensorFlow the first time a SavedModel version is seen: a
+    daemon whose models are all TF Lite never imports it. Its start-up objects are frozen
+    then, as the daemon's own were at start (see gc_freeze)."""
+    first = SAVED_MODEL_MODULE not in sys.modules
+    module = importlib.import_module(SAVED_MODEL_MODULE)
+    if first:
+        log.info("TensorFlow imported for the first SavedModel version")
+        freeze_startup_objects()
+    loader: Callable[..., Loader] = module.SavedModelLoader
+    return loader
 
 
 def _source_model(model: ModelConfig) -> SourceModelConfig:

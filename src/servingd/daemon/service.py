@@ -93,7 +93,8 @@ class Service:
 
         self.server.bus.subscribe(on_state)
         self._write_pid_file()
-        # TensorFlow is imported now and no model is loaded yet (see gc_freeze).
+        # No model is loaded yet (see gc_freeze; TensorFlow, imported with the first
+        # SavedModel version, is frozen then: model_server.saved_model_loader_class).
         freeze_startup_objects()
         tasks: list[asyncio.Task[None]] = []
         try:

@@ -29,10 +29,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import numpy.typing as npt
-from tensorflow.core.framework import tensor_shape_pb2, types_pb2
-from tensorflow.core.framework.tensor_pb2 import TensorProto
 
 from servingd.core.errors import InvalidArgument
+from servingd.wire.tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from servingd.wire.tensorflow.core.framework.tensor_pb2 import TensorProto
 
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 

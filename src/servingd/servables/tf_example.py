@@ -29,11 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from tensorflow_serving.apis import (
-    classification_pb2,
-    inference_pb2,
-    regression_pb2,
-)
 
 from servingd.core import errors
 from servingd.core.ids import ServableId
@@ -47,6 +42,11 @@ from servingd.servables.signature_constants import (
     REGRESS_INPUTS,
     REGRESS_METHOD_NAME,
     REGRESS_OUTPUTS,
+)
+from servingd.wire.tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    regression_pb2,
 )
 
 

@@ -17,14 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import tensorflow as tf
 from google.protobuf.message import DecodeError
-from tensorflow_serving.apis import prediction_log_pb2
 
 from servingd.core import errors
 from servingd.core.metrics import MODEL_WARMUP_LATENCY
 from servingd.servables import tf_example
 from servingd.servables.codecs import tensor_proto_to_ndarray
+from servingd.servables.tfrecord import read_records
+from servingd.wire.tensorflow_serving.apis import prediction_log_pb2
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,13 @@ def run_warmup(servable: Any, export_dir: str, options: WarmupOptions) -> int:
 def _read_records(path: str) -> Any:
     """The file's records as bytes; a file that is not TFRecord is DATA_LOSS, as in TF."""
     try:
-        for record in tf.data.TFRecordDataset(path):
-            yield record.numpy()
-    except tf.errors.DataLossError as exc:
+        yield from read_records(path)
+    except errors.DataLoss as exc:
         raise errors.DataLoss(
             f"{exc.message} (reading {path}). Please verify your warmup data is in TFRecord format."
         ) from None
-    except tf.errors.OpError as exc:
-        raise errors.Unknown(f"Cannot read warmup data {path}: {exc.message}") from None
+    except OSError as exc:
+        raise errors.Unknown(f"Cannot read warmup data {path}: {exc}") from None
 
 
 def _replay(servable: Any, path: str, number: int, record: bytes, iterations: int) -> None:

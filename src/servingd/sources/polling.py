@@ -64,7 +64,7 @@ complete in the store's local cache are aspired instead.
 
 Half-written versions are never aspired. A version directory becomes ready when
 
-  (a) it contains `saved_model.pb` or `saved_model.pbtxt`, and
+  (a) it contains a model: `saved_model.pb`, `saved_model.pbtxt` or `model.tflite`, and
   (b) its fingerprint (relative path, size and mtime_ns, or ETag for S3, of every file in
       it, recursively) stayed the same across polls for at least the store's settle time,
       or, when the directory is first seen, every mtime in it is already that old (so
@@ -636,7 +636,7 @@ class PollingSource:
         self, state: _ModelState, store: VersionStore, version: int, entry: VersionEntry
     ) -> None:
         name = state.config.name
-        if not entry.has_saved_model():
+        if not entry.has_model():
             state.settling.pop(version, None)
             return
         try:

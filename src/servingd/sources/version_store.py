@@ -9,9 +9,10 @@ Contract (servingd.sources.polling.PollingSource drives it):
     entry.location
         Identifies the version directory; a different location for the same number is a
         different version (it was replaced).
-    entry.has_saved_model() / entry.fingerprint()
-        Whether it holds saved_model.pb(txt); (what is in it, newest mtime in ns): the
-        settle rule compares fingerprints across polls. fingerprint() may raise OSError.
+    entry.has_model() / entry.fingerprint()
+        Whether it holds saved_model.pb(txt) or model.tflite; (what is in it, newest
+        mtime in ns): the settle rule compares fingerprints across polls. fingerprint()
+        may raise OSError.
     store.materialize(model, version, entry) -> local path
         A directory the loader can read. Local stores return `entry.location`; remote
         ones fetch the version whole first and raise FetchError when they cannot.
@@ -28,13 +29,15 @@ Contract (servingd.sources.polling.PollingSource drives it):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from servingd.sources.version_dirs import list_version_dirs
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+TFLITE_MODEL_FILE = "model.tflite"
+MODEL_FILES = (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE)
 
 Fingerprint = tuple[tuple[str, int, int | str], ...]
 
@@ -61,7 +64,7 @@ class VersionEntry(Protocol):
     @property
     def location(self) -> str: ...
 
-    def has_saved_model(self) -> bool: ...
+    def has_model(self) -> bool: ...
 
     def fingerprint(self) -> tuple[Fingerprint, int]: ...
 
@@ -80,8 +83,9 @@ class VersionStore(Protocol):
     def prune(self, base_path: str, keep: set[int]) -> None: ...
 
 
-def has_saved_model(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, f)) for f in SAVED_MODEL_FILES)
+def has_model(path: str, files: Sequence[str] = MODEL_FILES) -> bool:
+    """Whether the version directory holds one of `files` (a SavedModel or a TF Lite model)."""
+    return any(os.path.isfile(os.path.join(path, f)) for f in files)
 
 
 def fingerprint(path: str) -> tuple[Fingerprint, int]:
@@ -114,8 +118,8 @@ def fingerprint(path: str) -> tuple[Fingerprint, int]:
 class LocalEntry:
     location: str
 
-    def has_saved_model(self) -> bool:
-        return has_saved_model(self.location)
+    def has_model(self) -> bool:
+        return has_model(self.location)
 
     def fingerprint(self) -> tuple[Fingerprint, int]:
         return fingerprint(self.location)

@@ -6,11 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-)
 
 from servingd.apis.errors import TF_ERROR_CODE
 from servingd.apis.grpc.model_spec import model_request
@@ -18,6 +13,11 @@ from servingd.apis.grpc.prediction_service import abort_with
 from servingd.core.errors import InvalidArgument, Unimplemented
 from servingd.core.lookup import ServableLookup
 from servingd.core.states import ManagerState, ServableState
+from servingd.wire.tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+)
 
 _STATE_ENUM = {
     ManagerState.START: get_model_status_pb2.ModelVersionStatus.START,

@@ -7,11 +7,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from servingd.apis.admission import tensor_proto_elements
 from servingd.apis.errors import as_serving_error, grpc_status, public_message
@@ -21,6 +16,11 @@ from servingd.apis.request_metrics import GRPC, observe_request
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import InvalidArgument
 from servingd.servables.codecs import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from servingd.wire.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 

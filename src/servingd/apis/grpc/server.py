@@ -10,7 +10,6 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
 from servingd.apis.admission import InFlightLimiter
 from servingd.apis.auth import BearerToken
@@ -25,6 +24,10 @@ from servingd.apis.grpc.registration import add_service
 from servingd.apis.inference import InferenceRunner
 from servingd.apis.tf_example import ExampleApi
 from servingd.config.ssl_config import TlsSettings
+from servingd.wire.tensorflow_serving.apis import (
+    model_service_pb2,
+    prediction_service_pb2,
+)
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from servingd.apis.inference import ModelRequest
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import InvalidArgument
+from servingd.wire.tensorflow.core.example import example_pb2, feature_pb2
+from servingd.wire.tensorflow_serving.apis import classification_pb2, regression_pb2
 
 CONTEXT_KEY = "context"
 EXAMPLES_KEY = "examples"

@@ -29,7 +29,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tensorflow_serving.apis import get_model_status_pb2
 
 from servingd.apis.admission import InFlightLimiter, check_arrays
 from servingd.apis.auth import BearerToken
@@ -55,6 +54,7 @@ from servingd.apis.tf_example import ExampleApi
 from servingd.config.ssl_config import TlsSettings
 from servingd.core.errors import InvalidArgument, NotFound, ServingError
 from servingd.core.metrics import REGISTRY
+from servingd.wire.tensorflow_serving.apis import get_model_status_pb2
 
 if TYPE_CHECKING:
     from servingd.servables.saved_model import Signature
@@ -255,7 +255,7 @@ class RestApi:
     async def metadata(self, spec: ModelRequest) -> web.Response:
         with self._runner.lookup.handle(spec.name, spec.version, spec.label) as handle:
             signatures = handle.servable.signature_def_map()
-            from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+            from servingd.wire.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for key, signature in signatures.items():

@@ -50,7 +50,7 @@ from servingd.sources.s3.options import (
 )
 from servingd.sources.version_dirs import parse_version
 from servingd.sources.version_store import (
-    SAVED_MODEL_FILES,
+    MODEL_FILES,
     FetchError,
     Fingerprint,
     StoreError,
@@ -89,8 +89,8 @@ class S3VersionEntry:
     prefix: str
     objects: tuple[S3Object, ...]
 
-    def has_saved_model(self) -> bool:
-        return any(o.relative in SAVED_MODEL_FILES for o in self.objects)
+    def has_model(self) -> bool:
+        return any(o.relative in MODEL_FILES for o in self.objects)
 
     def fingerprint(self) -> tuple[Fingerprint, int]:
         return (
