@@ -3,6 +3,8 @@
     python -m servingd.tools.export_models half_plus_two OUTDIR
     python -m servingd.tools.export_models mlp OUTDIR
     python -m servingd.tools.export_models wide_mlp OUTDIR
+    python -m servingd.tools.export_models mobilenet_v2 OUTDIR   (also resnet50,
+        text_encoder, tabular, jpeg_classifier)
 
 OUTDIR is the version directory (e.g. models/half_plus_two/1): it receives saved_model.pb,
 variables/ and so on. Nothing is downloaded or trained; weights come from a fixed seed.
@@ -16,6 +18,9 @@ variables/ and so on. Nothing is downloaded or trained; weights come from a fixe
   batch 1 its run reads every weight for one row, so it is the model for which batching
   pays most (make bench shows it beside mlp, whose batch-1 run costs about what one
   request's transport costs).
+- mobilenet_v2, resnet50, text_encoder, tabular (Classify over tf.Example) and
+  jpeg_classifier (JPEG bytes decoded in the graph): the models edge boxes run, with random
+  weights; their signatures are in ``servingd.tools.edge_models``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from servingd.tools import edge_models
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,11 @@ EXPORTERS: dict[str, Callable[[str | Path], Path]] = {
     "half_plus_two": export_half_plus_two,
     "mlp": export_mlp,
     "wide_mlp": export_wide_mlp,
+    "mobilenet_v2": edge_models.export_mobilenet_v2,
+    "resnet50": edge_models.export_resnet50,
+    "text_encoder": edge_models.export_text_encoder,
+    "tabular": edge_models.export_tabular,
+    "jpeg_classifier": edge_models.export_jpeg_classifier,
 }
 
 
