@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -43,7 +44,7 @@ def make_allocator_settings(choice: str) -> None:
     if choice in ("keep_freed_heap", "both"):
         heap_reuse.keep_freed_heap()
     if choice in ("tensors_from_malloc", "both"):
-        heap_reuse.tensors_from_malloc()
+        os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = "1"  # TensorFlow's, opt-in
 
 
 def caller(servable: SavedModelServable, model: str, batch: int) -> Callable[[bool], Any]:

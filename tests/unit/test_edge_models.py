@@ -71,5 +71,5 @@ def test_jpeg_classifier_decodes_jpeg_bytes_in_the_graph(servable: SavedModelSer
     images = np.array([edge_models.sample_jpeg(0), edge_models.sample_jpeg(1, size=64)], object)
     out = servable.run(servable.signature(), {"image_bytes": images})
     assert out["scores"].shape == (2, edge_models.JPEG_CLASSES)
-    with pytest.raises(Exception, match="(?i)jpeg|image"):
+    with pytest.raises(Exception, match=r"(?i)jpeg|image"):
         servable.run(servable.signature(), {"image_bytes": np.array([b"not a jpeg"], object)})

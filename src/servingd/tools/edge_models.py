@@ -47,7 +47,7 @@ def export_resnet50(path: str | Path) -> Path:
 
 def _export_keras_application(path: str | Path, name: str) -> Path:
     """`keras.applications.<name>(weights=None)` at 224x224, exported with model.export."""
-    import keras
+    import keras  # type: ignore[import-untyped]
     import tensorflow as tf
 
     keras.utils.set_random_seed(SEED)
