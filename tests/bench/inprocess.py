@@ -32,7 +32,7 @@ import numpy as np
 from servingd.core.ids import ServableId
 from servingd.daemon import heap_reuse
 from servingd.servables.saved_model import SavedModelLoader, SavedModelServable
-from tests.bench.models import MODELS
+from tests.bench.models import EVERY_MODEL
 
 ALLOCATORS = ("none", "keep_freed_heap", "tensors_from_malloc", "both", "daemon")
 
@@ -49,7 +49,7 @@ def make_allocator_settings(choice: str) -> None:
 
 def caller(servable: SavedModelServable, model: str, batch: int) -> Callable[[bool], Any]:
     """One call of `batch` rows; its argument: ops in the caller thread."""
-    bench_model = MODELS[model]
+    bench_model = EVERY_MODEL[model]
     if bench_model.classify:
         from tensorflow_serving.apis import classification_pb2
 
@@ -90,7 +90,7 @@ def timed(call: Callable[[bool], Any], inline: bool, seconds: float) -> dict[str
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.inprocess")
     p.add_argument("--model-dir", required=True, help="a version directory")
-    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--model", required=True, choices=sorted(EVERY_MODEL))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)

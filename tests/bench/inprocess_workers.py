@@ -60,6 +60,9 @@ class InProcessWorkers:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
+    def pids(self) -> dict[str, int]:
+        return {f"in-process {name}": proc.pid for name, proc in self._procs.items()}
+
     def point(self, model: str, batch: int, duration: float, warmup: float) -> dict[str, Any]:
         """`model` at `batch` rows per call, as a load point of the results table."""
         proc = self._procs[model]

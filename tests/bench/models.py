@@ -70,6 +70,11 @@ MODELS = {
 }
 
 
+# For the GPU bench (tests/bench/gpu.py), not make bench's set.
+GPU_ONLY = {"resnet50": BenchModel("resnet50", "images", _images)}
+EVERY_MODEL = {**MODELS, **GPU_ONLY}
+
+
 def grpc_request(model: BenchModel, rows: int = 1) -> bytes:
     """The serialized PredictRequest (or ClassificationRequest) for `rows` rows."""
     import tensorflow as tf

@@ -541,7 +541,9 @@ def check_reply(target: str) -> None:
 # -- the models ----------------------------------------------------------------------------
 
 
-def export_edge_models(out: Path) -> dict[str, Path]:
+def export_edge_models(
+    out: Path, names: Sequence[str] = tuple(bench_models.MODELS)
+) -> dict[str, Path]:
     """The bench's models (tests/bench/models.py), exported once into out/models/KEY and
     reused while the exporting code and TensorFlow stay the same."""
     import hashlib
@@ -556,7 +558,7 @@ def export_edge_models(out: Path) -> dict[str, Path]:
         digest.update(Path(str(module.__file__)).read_bytes())
     root = out / "models" / digest.hexdigest()[:16]
     models = {}
-    for name in bench_models.MODELS:
+    for name in names:
         version = root / name / "1"
         if not (version / "saved_model.pb").exists():
             log.info("exporting %s into %s", name, version)
