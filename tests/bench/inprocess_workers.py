@@ -23,9 +23,11 @@ READY_TIMEOUT_S = 300
 
 
 class InProcessWorkers:
-    def __init__(self, models: dict[str, Path]) -> None:
-        """`models`: name -> base path (version 1 under it), for tests/bench/models.py."""
+    def __init__(self, models: dict[str, Path], allocator: str = "none") -> None:
+        """`models`: name -> base path (version 1 under it), for tests/bench/models.py;
+        `allocator`: tests/bench/inprocess.py's --allocator."""
         self._models = models
+        self._allocator = allocator
         self._procs: dict[str, subprocess.Popen[str]] = {}
 
     def start(self) -> None:
@@ -39,6 +41,7 @@ class InProcessWorkers:
                     "tests.bench.inprocess",
                     f"--model-dir={base / '1'}",
                     f"--model={name}",
+                    f"--allocator={self._allocator}",
                     "--serve",
                 ],
                 cwd=ROOT,

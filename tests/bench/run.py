@@ -1,31 +1,31 @@
 """`make bench`: servingd against the limit and against its peer, in one run, as ratios.
 
+The models (tests/bench/models.py, servingd.tools.edge_models, random weights): MobileNetV2,
+a small text encoder, a tabular wide-and-deep model served through Classify, a model that
+decodes JPEG bytes in its graph, and half_plus_two. Exported once into build/bench/models/.
+
 Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
-- transport ceiling: a grpc.aio PredictionService that decodes the request and returns a
-  canned reply (tests/bench/echo_server.py): what gRPC in Python costs with no model;
-- servingd, canned reply: servingd itself (batching on, models loaded) whose Predict
-  returns a canned reply before any of its work (tests/bench/ablation.py, step canned):
-  what servingd's own server costs per call, the bound of the batching targets;
-- servingd with batching off, then on, serving the project's half_plus_two (overhead-bound),
-  MLP 784-512-512-10 (dense, small: its batch-1 run costs about what a request's transport
-  costs) and wide_mlp 784-4096-4096-10 (dense, model-bound) from one model config file; and
-  batching on with compute_thread_nice 15 (servingd's own option) at 64 clients;
+- servingd with batching on, and off, serving all five from one model config file;
 - the peer: Seldon MLServer (its own virtualenv under build/bench/, installed on first use
-  and cached) with a minimal custom runtime over the same SavedModel, REST and gRPC.
-The limit: the same SavedModel run in-process with servingd's loader (tests/bench/inprocess.py)
-at batch 1 and at the scheduler's batch size.
+  and cached) with a minimal custom runtime over MobileNetV2 and the text encoder;
+- the diagnostic's two: a bare grpc.aio server returning a canned reply (the transport
+  ceiling, tests/bench/echo_server.py) and servingd whose Predict returns a canned reply
+  before any of its work (tests/bench/ablation.py, step canned);
+- nghttpd (a C HTTP/2 server): the load generator's own ceiling.
+The limit: each model run in-process with servingd's loader and no allocator setting
+(tests/bench/inprocess.py, one process per model, kept loaded), at batch 1 and at the
+batch sizes the scheduler formed.
 
-Load: h2load (tests/bench/loadgen.py), closed-loop clients sending batch-1 requests (and a
-[64,784] payload) at 1, 16 and 64 clients; its own ceiling is measured against nghttpd (a
-C HTTP/2 server returning the reply bytes from a file). For every load point: throughput,
-p50/p99 latency, server CPU (cores busy) and RSS, load generator CPU.
-Then each target's two load points back to back, a few times (tests/bench/targets.py:
-the median of those pairs is the target's value), then startup to READY with 10 models, a
-reload of the unchanged config, and RSS per MLP.
+Load: h2load (tests/bench/loadgen.py), closed-loop clients sending one-row requests,
+pre-serialized. For every load point: throughput, p50/p99 latency, server CPU (cores busy)
+and RSS, load generator CPU, rows per batch. Then each target's two load points back to back,
+a few times (tests/bench/targets.py: the median of those pairs is the target's value), then
+startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP.
 
-Results: a table on stdout, build/bench/bench.json and build/bench/bench.md.
-    python -m tests.bench.run [--rounds 3] [--pairs 3] [--duration 2] [--skip-mlserver]
-        [--only NAME ...]
+Results: the target table first, then the load points, on stdout, build/bench/bench.json
+and build/bench/bench.md.
+    python -m tests.bench.run [--quick] [--rounds 2] [--pairs 3] [--duration 2]
+        [--skip-mlserver] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ log = logging.getLogger("bench")
 PY = sys.executable
 # servingd's sources and this tests tree, for a daemon run as `python -m tests.bench...`.
 TREE_PYTHONPATH = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
-BATCH = 64  # max_batch_size: the scheduler's batch size, and the large payload's rows
+# The MLP benchmark's parameters and bodies (tests.bench.side_by_side, tests.bench.ablation,
+# and the diagnostic's canned reply). BATCH: max_batch_size and the large payload's rows.
+BATCH = 64
 # batch_timeout_micros 0: a batch closes as soon as the batch thread is free and takes what
 # has queued meanwhile. Measured on the 2-core box (MLP, 64 gRPC clients, h2load): 1,620-1,730
 # req/s and p50 1.17 ms at 1 client, against 1,370-1,380 req/s and 2.77 ms with 1000 us; two
