@@ -17,10 +17,14 @@ A diagnostic is a ratio printed with the targets but without a goal: servingd an
 canned reply over the bare grpc.aio server (the transport ceiling) is what servingd's own
 server costs per call on this box (0.78-0.82 on the 2-core bench box).
 
-Some targets also get the best value this box allows (`Bound`, from the table's medians):
-the p50 excess cannot be below the transport ceiling's own p50 at 1 client (a request to
-servingd crosses that transport and also runs the model). A target whose bound misses its
-goal cannot be met on this box by any change to servingd; only a cheaper server can.
+Some targets also get the best value this box allows (`Bound`, from the table's medians).
+servingd cannot serve one-row requests faster than it answers a canned reply, so a served
+model over in-process, or batching on over off, is at most the canned reply's rate over the
+second point (a model whose run costs less than a call's transport, as tabular's at its
+formed batch, hits this); the p50 excess cannot be below the transport ceiling's own p50 at
+1 client (a request to servingd crosses that transport and also runs the model). A target
+whose bound misses its goal cannot be met on this box by any change inside servingd's
+request handling; only a cheaper server around it can.
 """
 
 from __future__ import annotations
@@ -68,21 +72,25 @@ def formed_batch(point: Point | None) -> int | None:
 
 @dataclass(frozen=True)
 class Bound:
-    """The best a target's value can be here: `over`'s throughput over `under`'s (a ratio
-    target's upper bound), or `over`'s p50 (a p50 excess's lower bound; `under` None)."""
+    """The best a target's value can be here: `over`'s rows/s over `under`'s (a ratio
+    target's upper bound; `under` None where the target's second point fills it in, see
+    Target.resolve), or `over`'s p50 (a p50 excess's lower bound)."""
 
     over: PointKey
     under: PointKey | None = None
+    kind: Literal["ratio", "p50"] = "ratio"
 
     def value(self, results: Sequence[Point]) -> float | None:
         first = find(results, self.over)
         if not first:
             return None
-        if self.under is None:
+        if self.kind == "p50":
             p50 = first.get("latency_ms", {}).get("p50")
             return None if p50 is None or np.isnan(p50) else float(p50)
+        if self.under is None:
+            return None
         second = find(results, self.under)
-        a, b = first.get("throughput_rps"), (second or {}).get("throughput_rps")
+        a, b = rows_per_s(first), rows_per_s(second) if second else None
         return a / b if a and b else None
 
 
@@ -110,7 +118,9 @@ class Target:
         formed = formed_batch(find(results, self.first))
         if formed is None:
             return None
-        return dataclasses.replace(self, second=(scenario, label.format(formed=formed), clients))
+        second = (scenario, label.format(formed=formed), clients)
+        bound = self.bound and dataclasses.replace(self.bound, under=second)
+        return dataclasses.replace(self, second=second, bound=bound)
 
     def value(self, first: Point | None, second: Point | None) -> float | None:
         """This target's value from one measurement of each point (None: one is missing)."""
@@ -149,6 +159,7 @@ def all_targets() -> list[Target]:
             (ON, f"gRPC {model}", clients),
             (IN_PROCESS, AT_FORMED_BATCH.replace("{model}", model), 1),
             0.9,
+            bound=Bound(CANNED_POINT),
         )
         for model in BATCHED_MODELS
         for clients in (8, 32)
@@ -159,6 +170,7 @@ def all_targets() -> list[Target]:
             (ON, f"gRPC {model}", 32),
             (OFF, f"gRPC {model}", 32),
             1.5,
+            bound=Bound(CANNED_POINT, (OFF, f"gRPC {model}", 32)),
         )
         for model in BATCHED_MODELS
     ]
@@ -168,6 +180,7 @@ def all_targets() -> list[Target]:
             (ON, "gRPC tabular", 32),
             (IN_PROCESS, AT_FORMED_BATCH.replace("{model}", "tabular"), 1),
             0.8,
+            bound=Bound(CANNED_POINT),
         )
     )
     targets += [
@@ -177,7 +190,7 @@ def all_targets() -> list[Target]:
             (IN_PROCESS, f"{model} batch 1", 1),
             0.5,
             "p50_excess",
-            Bound((CEILING, "gRPC half_plus_two", 1)),
+            Bound((CEILING, "gRPC half_plus_two", 1), kind="p50"),
         )
         for model in ALL_MODELS
     ]

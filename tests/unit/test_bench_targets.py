@@ -157,3 +157,19 @@ def test_a_bound_says_whether_this_box_allows_the_goal_at_all() -> None:
     results[0] = point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.4)
     [excess] = targets.evaluate([p50], results, {})
     assert excess["bound"] == 0.4 and excess["reachable"] is True
+
+
+def test_a_model_cheaper_than_a_call_is_bounded_by_the_canned_reply() -> None:
+    """Tabular at its formed batch runs faster in-process than servingd answers any call:
+    the bound (canned reply over in-process at that batch) says no change inside servingd's
+    request handling can meet the goal here."""
+    target = next(t for t in targets.all_targets() if t.first == (ON, "gRPC tabular", 32))
+    results = [
+        point(ON, "gRPC tabular", 32, 900) | {"rows_per_batch": 12.2},
+        point(IN_PROCESS, "tabular batch 12", 1, 1700) | {"rows_per_s": 20400.0},
+        point(CANNED, "gRPC mlp", 32, 1700),
+    ]
+    [goal] = targets.evaluate([target], results, {})
+    assert goal["value"] == pytest.approx(900 / 20400)
+    assert goal["bound"] == pytest.approx(1700 / 20400)
+    assert goal["reachable"] is False
