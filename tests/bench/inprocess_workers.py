@@ -31,6 +31,11 @@ class InProcessWorkers:
         self._procs: dict[str, subprocess.Popen[str]] = {}
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Starts every model's process (they load while the caller does other work)."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))}
         env.pop("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", None)
         for name, base in self._models.items():
@@ -51,6 +56,8 @@ class InProcessWorkers:
                 stderr=subprocess.DEVNULL,
                 text=True,
             )
+
+    def wait_ready(self) -> None:
         for name in self._procs:
             self._reply(name)  # {"ready": true} once loaded
 

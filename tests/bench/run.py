@@ -31,6 +31,7 @@ and build/bench/bench.md.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -267,12 +268,9 @@ def run_rounds(
     """
     runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
-        servers: dict[str, Server] = {}
-        for name, start in starters:
-            log.info("scenario %s: starting server", name)
-            server, stop = start()
-            stack.callback(stop)
-            servers[name] = server
+        servers = start_all(starters, stack)
+        if workers is not None:
+            workers.wait_ready()
         for round_ in range(args.rounds):
             log.info("round %d of %d", round_ + 1, args.rounds)
             points: list[dict[str, Any]] = []
@@ -289,6 +287,27 @@ def run_rounds(
         results = [median_of(points) for points in runs.values()]
         pairs = run_pairs(servers, workers, results, args)
     return results, pairs
+
+
+def start_all(
+    starters: Sequence[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]],
+    stack: contextlib.ExitStack,
+) -> dict[str, Server]:
+    """Starts the servers at once (most of a start is waiting for TensorFlow's import and
+    the model loads); each one started is stopped by `stack`, even if another fails."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(starters))) as pool:
+        futures = {name: pool.submit(start) for name, start in starters}
+        log.info("starting servers: %s", ", ".join(futures))
+        concurrent.futures.wait(futures.values())
+    servers: dict[str, Server] = {}
+    for name, future in futures.items():
+        if future.exception() is None:
+            server, stop = future.result()
+            stack.callback(stop)
+            servers[name] = server
+    for future in futures.values():
+        future.result()  # the first failure, once every started server will be stopped
+    return servers
 
 
 def inprocess_labels(points: Sequence[dict[str, Any]]) -> list[str]:
@@ -742,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if wanted(targets.IN_PROCESS):
                 workers = InProcessWorkers(models)
                 stack.callback(workers.stop)
-                workers.start()
+                workers.launch()  # ready once the servers are (run_rounds)
             results, pairs = run_rounds(starters, workers, args)
         if wanted("lifecycle") and not args.skip_lifecycle:
             life = lifecycle(work, {"half_plus_two": models["half_plus_two"], **mlp_models(work)})
