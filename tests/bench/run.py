@@ -683,6 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     notes: list[str] = []
+    notes_after: list[Callable[[], str]] = []
     results: list[dict[str, Any]] = []
     pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     life: dict[str, Any] = {}
@@ -755,7 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     served = {m: models[m] / "1" for m in targets.BATCHED_MODELS}
                     mls = mlserver_setup.MLServer(venv, work, served)
                     starters.append((targets.MLSERVER, mls.start))
-                    notes.append(f"MLServer: {mls.describe()}")
+                    # After the run: its version is known once it has started.
+                    notes_after.append(lambda: f"MLServer: {mls.describe()}")
         workers = None
         with contextlib.ExitStack() as stack:
             if wanted(targets.IN_PROCESS):
@@ -763,6 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.callback(workers.stop)
                 workers.launch()  # ready once the servers are (run_rounds)
             results, pairs = run_rounds(starters, workers, args)
+        notes += [note() for note in notes_after]
         if wanted("lifecycle") and not args.skip_lifecycle:
             life = lifecycle(work, {"half_plus_two": models["half_plus_two"], **mlp_models(work)})
 
