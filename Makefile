@@ -20,7 +20,7 @@ PIUPARTS_IGNORES := --ignore=/root/.ssh/ --ignore=/var/cache/private/ \
 	--ignore=/var/lib/private/ --ignore=/var/log/private/ \
 	--ignore=/var/lib/systemd/coredump/ --ignore=/var/lib/systemd/pstore/
 
-.PHONY: venv run test test-fast lint unit integration bench soak deb deb-check e2e clean protos
+.PHONY: venv run test test-fast lint unit integration bench bench-quick bench-gpu soak deb deb-check e2e clean protos
 
 venv: $(STAMP)
 
@@ -64,6 +64,17 @@ BENCH_ARGS ?=
 bench: venv
 	./scripts/apt-deps.sh $(BENCH_APT_PACKAGES)
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+# A smoke run of make bench (about 2 minutes): one round, one pair per target, 1 s points.
+bench-quick: venv
+	./scripts/apt-deps.sh $(BENCH_APT_PACKAGES)
+	$(PY) -m tests.bench.run --quick $(BENCH_ARGS)
+
+# MobileNetV2 and ResNet-50 on a GPU, servingd against in-process; "skipped: no GPU" without
+# one. BENCH_GPU_PYTHON=/path/to/python: an interpreter whose TensorFlow is built for CUDA.
+bench-gpu: venv
+	./scripts/apt-deps.sh $(BENCH_APT_PACKAGES)
+	./scripts/bench-gpu.sh $(BENCH_ARGS)
 
 # The reliability runs at full counts (50 swaps, 100 load/unload cycles, 60 s overload,
 # 300 fuzz examples per REST operation, 10x the property-test inputs; about 15 minutes),

@@ -17,14 +17,15 @@ def _num(value: Any, fmt: str) -> str:
 
 def table(results: Sequence[Mapping[str, Any]]) -> str:
     lines = [
-        "| scenario | load | clients | req/s | p50 ms | p99 ms | server CPU (cores) "
+        "| scenario | load | clients | req/s | rows/s | p50 ms | p99 ms | server CPU (cores) "
         "| server RSS MiB | loadgen CPU (cores) | rows/batch | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lat = r["latency_ms"]
         lines.append(
             f"| {r['scenario']} | {r['load']} | {r['clients']} | {r['throughput_rps']:.0f} | "
+            f"{r.get('rows_per_s', r['throughput_rps']):.0f} | "
             f"{_num(lat['p50'], '.2f')} | {_num(lat['p99'], '.2f')} | "
             f"{_num(r.get('server_cpu_cores'), '.2f')} | {_num(r.get('server_rss_mib'), '.0f')} | "
             f"{_num(r.get('loadgen_cpu_cores'), '.2f')} | {_num(r.get('rows_per_batch'), '.1f')} | "
@@ -51,9 +52,13 @@ def goals_table(goals: Sequence[Mapping[str, Any]]) -> str:
         lines.append(
             f"| {g['target']} | {_num(g['value'], '.2f')} | {pairs} | "
             f"{_num(g.get('from_medians'), '.2f')} | {g['goal']} | "
-            f"{'yes' if g['met'] else 'no'} | {bound} |"
+            f"{_verdict(g['met'])} | {bound} |"
         )
     return "\n".join(lines)
+
+
+def _verdict(met: bool | None) -> str:
+    return "-" if met is None else "yes" if met else "no"
 
 
 def markdown(
@@ -68,9 +73,9 @@ def markdown(
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
         "",
-        table(results),
-        "",
         goals_table(goals),
+        "",
+        table(results),
         "",
     ]
     if lifecycle:

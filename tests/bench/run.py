@@ -1,36 +1,37 @@
 """`make bench`: servingd against the limit and against its peer, in one run, as ratios.
 
+The models (tests/bench/models.py, servingd.tools.edge_models, random weights): MobileNetV2,
+a small text encoder, a tabular wide-and-deep model served through Classify, a model that
+decodes JPEG bytes in its graph, and half_plus_two. Exported once into build/bench/models/.
+
 Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
-- transport ceiling: a grpc.aio PredictionService that decodes the request and returns a
-  canned reply (tests/bench/echo_server.py): what gRPC in Python costs with no model;
-- servingd, canned reply: servingd itself (batching on, models loaded) whose Predict
-  returns a canned reply before any of its work (tests/bench/ablation.py, step canned):
-  what servingd's own server costs per call, the bound of the batching targets;
-- servingd with batching off, then on, serving the project's half_plus_two (overhead-bound),
-  MLP 784-512-512-10 (dense, small: its batch-1 run costs about what a request's transport
-  costs) and wide_mlp 784-4096-4096-10 (dense, model-bound) from one model config file; and
-  batching on with compute_thread_nice 15 (servingd's own option) at 64 clients;
+- servingd with batching on, and off, serving all five from one model config file;
 - the peer: Seldon MLServer (its own virtualenv under build/bench/, installed on first use
-  and cached) with a minimal custom runtime over the same SavedModel, REST and gRPC.
-The limit: the same SavedModel run in-process with servingd's loader (tests/bench/inprocess.py)
-at batch 1 and at the scheduler's batch size.
+  and cached) with a minimal custom runtime over MobileNetV2 and the text encoder;
+- the diagnostic's two: a bare grpc.aio server returning a canned reply (the transport
+  ceiling, tests/bench/echo_server.py) and servingd whose Predict returns a canned reply
+  before any of its work (tests/bench/ablation.py, step canned);
+- nghttpd (a C HTTP/2 server): the load generator's own ceiling.
+The limit: each model run in-process with servingd's loader and no allocator setting
+(tests/bench/inprocess.py, one process per model, kept loaded), at batch 1 and at the
+batch sizes the scheduler formed.
 
-Load: h2load (tests/bench/loadgen.py), closed-loop clients sending batch-1 requests (and a
-[64,784] payload) at 1, 16 and 64 clients; its own ceiling is measured against nghttpd (a
-C HTTP/2 server returning the reply bytes from a file). For every load point: throughput,
-p50/p99 latency, server CPU (cores busy) and RSS, load generator CPU.
-Then each target's two load points back to back, a few times (tests/bench/targets.py:
-the median of those pairs is the target's value), then startup to READY with 10 models, a
-reload of the unchanged config, and RSS per MLP.
+Load: h2load (tests/bench/loadgen.py), closed-loop clients sending one-row requests,
+pre-serialized. For every load point: throughput, p50/p99 latency, server CPU (cores busy)
+and RSS, load generator CPU, rows per batch. Then each target's two load points back to back,
+a few times (tests/bench/targets.py: the median of those pairs is the target's value), then
+startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP.
 
-Results: a table on stdout, build/bench/bench.json and build/bench/bench.md.
-    python -m tests.bench.run [--rounds 3] [--pairs 3] [--duration 2] [--skip-mlserver]
-        [--only NAME ...]
+Results: the target table first, then the load points, on stdout, build/bench/bench.json
+and build/bench/bench.md.
+    python -m tests.bench.run [--quick] [--rounds 2] [--pairs 3] [--duration 2]
+        [--skip-mlserver] [--only NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -57,6 +58,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess, free_port  # noqa: E402
 from tests.bench import loadgen, procs, report, targets  # noqa: E402
+from tests.bench import models as bench_models  # noqa: E402
+from tests.bench.inprocess_workers import InProcessWorkers  # noqa: E402
 from tests.bench.mlserver import setup as mlserver_setup  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -64,7 +67,9 @@ log = logging.getLogger("bench")
 PY = sys.executable
 # servingd's sources and this tests tree, for a daemon run as `python -m tests.bench...`.
 TREE_PYTHONPATH = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
-BATCH = 64  # max_batch_size: the scheduler's batch size, and the large payload's rows
+# The MLP benchmark's parameters and bodies (tests.bench.side_by_side, tests.bench.ablation,
+# and the diagnostic's canned reply). BATCH: max_batch_size and the large payload's rows.
+BATCH = 64
 # batch_timeout_micros 0: a batch closes as soon as the batch thread is free and takes what
 # has queued meanwhile. Measured on the 2-core box (MLP, 64 gRPC clients, h2load): 1,620-1,730
 # req/s and p50 1.17 ms at 1 client, against 1,370-1,380 req/s and 2.77 ms with 1000 us; two
@@ -74,6 +79,15 @@ max_batch_size {{ value: {BATCH} }}
 batch_timeout_micros {{ value: 0 }}
 max_enqueued_batches {{ value: 100 }}
 num_batch_threads {{ value: 1 }}
+"""
+# The edge models' batching (make bench): up to 16 rows per run, a batch closing 2 ms after
+# its first request unless full, one batch thread (TensorFlow's intra-op threads use the
+# cores; the event loop needs the rest).
+EDGE_BATCHING_PARAMETERS = """\
+max_batch_size { value: 16 }
+batch_timeout_micros { value: 2000 }
+max_enqueued_batches { value: 100 }
+num_batch_threads { value: 1 }
 """
 FEATURES = {"mlp": 784, "half_plus_two": 1, "wide_mlp": 784}
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -242,11 +256,11 @@ def batch_counts(metrics_url: str | None) -> tuple[float, float] | None:
 
 def run_rounds(
     starters: Sequence[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]],
-    models: dict[str, Path],
+    workers: InProcessWorkers | None,
     args: argparse.Namespace,
-    with_inprocess: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]]:
     """Starts every server, runs every load point once per round, round after round, then
+    the in-process points (batch 1, and each batch the scheduler formed this round), then
     the targets' pairs (see tests/bench/targets.py); returns the points and the pairs.
 
     The machine's speed drifts (other tenants, CPU steal): interleaving puts every scenario
@@ -254,42 +268,85 @@ def run_rounds(
     """
     runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
-        servers: dict[str, Server] = {}
-        for name, start in starters:
-            log.info("scenario %s: starting server", name)
-            server, stop = start()
-            stack.callback(stop)
-            servers[name] = server
+        servers = start_all(starters, stack)
+        if workers is not None:
+            workers.wait_ready()
         for round_ in range(args.rounds):
             log.info("round %d of %d", round_ + 1, args.rounds)
-            points = inprocess(models, args) if with_inprocess else []
+            points: list[dict[str, Any]] = []
             for name, server in servers.items():
                 points += [measure(server, load, args, name) for load in server.loads]
+            if workers is not None:
+                points += [
+                    inprocess_point(workers, label, args) for label in inprocess_labels(points)
+                ]
             for point in points:
                 runs.setdefault((point["scenario"], point["load"], point["clients"]), []).append(
                     point
                 )
-        pairs = run_pairs(servers, models, args, with_inprocess)
-    return [median_of(points) for points in runs.values()], pairs
+        results = [median_of(points) for points in runs.values()]
+        pairs = run_pairs(servers, workers, results, args)
+    return results, pairs
+
+
+def start_all(
+    starters: Sequence[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]],
+    stack: contextlib.ExitStack,
+) -> dict[str, Server]:
+    """Starts the servers at once (most of a start is waiting for TensorFlow's import and
+    the model loads); each one started is stopped by `stack`, even if another fails."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(starters))) as pool:
+        futures = {name: pool.submit(start) for name, start in starters}
+        log.info("starting servers: %s", ", ".join(futures))
+        concurrent.futures.wait(futures.values())
+    servers: dict[str, Server] = {}
+    for name, future in futures.items():
+        if future.exception() is None:
+            server, stop = future.result()
+            stack.callback(stop)
+            servers[name] = server
+    for future in futures.values():
+        future.result()  # the first failure, once every started server will be stopped
+    return servers
+
+
+def inprocess_labels(points: Sequence[dict[str, Any]]) -> list[str]:
+    """The in-process points a round needs: every model at batch 1, and each target's
+    formed batch as `points` show it."""
+    labels = [f"{model} batch 1" for model in bench_models.MODELS]
+    for target in targets.all_targets():
+        resolved = target.resolve(points)
+        if resolved is not None and resolved.second[0] == targets.IN_PROCESS:
+            label = resolved.second[1]
+            if label not in labels:
+                labels.append(label)
+    return labels
+
+
+def inprocess_point(
+    workers: InProcessWorkers, label: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    model, _, batch = label.rpartition(" batch ")
+    return workers.point(model, int(batch), args.duration, args.warmup)
 
 
 def run_pairs(
     servers: dict[str, Server],
-    models: dict[str, Path],
+    workers: InProcessWorkers | None,
+    results: Sequence[dict[str, Any]],
     args: argparse.Namespace,
-    with_inprocess: bool,
 ) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
     """Each target's two points measured back to back, `args.pairs` times, the order
     alternating (so that a steady drift favours neither); targets whose points are not
-    running here are left out."""
+    running here are left out. An in-process point at the formed batch uses the batch of
+    the rounds' medians (`results`)."""
 
     def runner(key: targets.PointKey) -> Callable[[], dict[str, Any]] | None:
         scenario, label, clients = key
         if scenario == targets.IN_PROCESS:
-            if not with_inprocess:
+            if workers is None:
                 return None
-            model, _, batch = label.rpartition(" batch ")
-            return lambda: inprocess_point(models, model, int(batch), args)
+            return functools.partial(inprocess_point, workers, label, args)
         server = servers.get(scenario)
         if server is None:
             return None
@@ -299,7 +356,10 @@ def run_pairs(
         return None
 
     out: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-    for target in targets.all_targets(BATCH) if args.pairs > 0 else ():
+    for unresolved in targets.all_targets() if args.pairs > 0 else ():
+        target = unresolved.resolve(results)
+        if target is None:
+            continue
         first, second = runner(target.first), runner(target.second)
         if first is None or second is None:
             continue
@@ -361,45 +421,39 @@ def _wait_grpc(target: str, proc: subprocess.Popen[bytes], timeout: float) -> No
     raise TimeoutError(f"{target} not ready after {timeout} s")
 
 
-def servingd_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
-    g, rest = server.grpc_target, f"http://127.0.0.1:{server.rest_port}/v1/models"
-    loads = []
-    for c in (1, 16, 64):
-        loads.append(Load("gRPC mlp", c, bodies["grpc-mlp-1"], grpc=g))
-    for model in ("half_plus_two", "wide_mlp"):
-        for c in (1, 64):
-            loads.append(Load(f"gRPC {model}", c, bodies[f"grpc-{model}-1"], grpc=g))
-    for c in (1, 16, 64):
-        loads.append(Load("REST mlp", c, bodies["rest-mlp-1"], url=f"{rest}/mlp:predict"))
-    loads.append(
-        Load(
-            "REST half_plus_two",
-            1,
-            bodies["rest-half_plus_two-1"],
-            url=f"{rest}/half_plus_two:predict",
-        )
-    )
-    loads.append(Load(f"gRPC mlp [{BATCH},784]", 16, bodies[f"grpc-mlp-{BATCH}"], grpc=g))
-    loads.append(
-        Load(f"REST mlp [{BATCH},784]", 16, bodies[f"rest-mlp-{BATCH}"], url=f"{rest}/mlp:predict")
-    )
+def edge_loads(scenario: str) -> Callable[[ServingdProcess, dict[str, Path]], list[Load]]:
+    """The load points of the daemon with batching on or off (see targets.all_targets)."""
+
+    def loads(server: ServingdProcess, requests: dict[str, Path]) -> list[Load]:
+        g = server.grpc_target
+
+        def grpc(model: str, clients: int) -> Load:
+            method = bench_models.MODELS[model].method
+            return Load(f"gRPC {model}", clients, requests[f"grpc-{model}"], grpc=g, method=method)
+
+        out = [grpc(m, c) for m in targets.BATCHED_MODELS for c in (8, 32)]
+        if scenario == targets.ON:
+            rest = f"http://127.0.0.1:{server.rest_port}/v1/models/jpeg_classifier:predict"
+            out += [
+                grpc("tabular", 32),
+                grpc("jpeg_classifier", 8),
+                Load("REST jpeg_classifier", 8, requests["rest-jpeg_classifier"], url=rest),
+            ]
+        else:
+            out += [grpc(m, 1) for m in targets.ALL_MODELS]
+        return out
+
     return loads
 
 
 def canned_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
-    """servingd with a canned Predict: the load of the batching targets' bound."""
+    """servingd with a canned Predict: the diagnostic's load."""
     _, label, clients = targets.CANNED_POINT
     return [Load(label, clients, bodies["grpc-mlp-1"], grpc=server.grpc_target)]
 
 
 # servingd with PredictionService.Predict answering a canned reply (see targets.CANNED).
 CANNED_COMMAND = (PY, "-m", "tests.bench.ablation", "serve", "canned", "--")
-
-
-def nice_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]:
-    """compute_thread_nice against the default: the batched loads it is for."""
-    g = server.grpc_target
-    return [Load(f"gRPC {m}", 64, bodies[f"grpc-{m}-1"], grpc=g) for m in ("mlp", "wide_mlp")]
 
 
 def model_config(work: Path, models: dict[str, Path], names: dict[str, str]) -> Path:
@@ -443,8 +497,9 @@ def start_echo(bodies: dict[str, Path]) -> tuple[Server, Callable[[], None]]:
         procs.stop(proc)
         raise
     target = f"127.0.0.1:{port}"
-    loads = [Load("gRPC mlp", c, bodies["grpc-mlp-1"], grpc=target) for c in (1, 16, 64)]
-    # half_plus_two's request at 1 client: the p50 floor of its latency target.
+    _, label, clients = targets.CEILING_POINT
+    loads = [Load(label, clients, bodies["grpc-mlp-1"], grpc=target)]
+    # A one-row request at 1 client: the p50 floor of the latency targets.
     loads.append(Load("gRPC half_plus_two", 1, bodies["grpc-half_plus_two-1"], grpc=target))
     return Server("echo", proc.pid, loads), lambda: procs.stop(proc)
 
@@ -504,51 +559,36 @@ def check_reply(target: str) -> None:
         raise AssertionError(f"half_plus_two(4) answered {reply.outputs['y']}")
 
 
-# -- the limit ---------------------------------------------------------------------------
+# -- the models ----------------------------------------------------------------------------
 
 
-def inprocess(models: dict[str, Path], args: argparse.Namespace) -> list[dict[str, Any]]:
-    return [
-        inprocess_point(models, model, batch, args) for model in FEATURES for batch in (1, BATCH)
-    ]
+def export_edge_models(
+    out: Path, names: Sequence[str] = tuple(bench_models.MODELS)
+) -> dict[str, Path]:
+    """The bench's models (tests/bench/models.py), exported once into out/models/KEY and
+    reused while the exporting code and TensorFlow stay the same."""
+    import hashlib
 
+    from servingd.tools import edge_models, export_models
 
-def inprocess_point(
-    models: dict[str, Path], model: str, batch: int, args: argparse.Namespace
-) -> dict[str, Any]:
-    """`model` run in-process (its own Python process) at `batch` rows per call."""
-    cmd = [
-        PY,
-        "-m",
-        "tests.bench.inprocess",
-        f"--model-dir={models[model] / '1'}",
-        f"--features={FEATURES[model]}",
-        f"--batch={batch}",
-        f"--duration={args.duration}",
-        f"--warmup={args.warmup}",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+    versions = _versions()
+    digest = hashlib.sha256(
+        str(versions.get("tensorflow-cpu", versions.get("tensorflow"))).encode()
     )
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    log.info(
-        "in-process %s batch %d: %.0f calls/s, p50 %.3f ms",
-        model,
-        batch,
-        r["throughput_rps"],
-        r["latency_ms"]["p50"],
-    )
-    return {
-        "scenario": targets.IN_PROCESS,
-        "load": f"{model} batch {batch}",
-        "clients": 1,
-        "throughput_rps": r["throughput_rps"],
-        "rows_per_s": r["rows_per_s"],
-        "latency_ms": r["latency_ms"],
-        "errors": {},
-        "server_cpu_cores": r["cpu_s"] / r["duration_s"],
-    }
+    for module in (edge_models, export_models):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    root = out / "models" / digest.hexdigest()[:16]
+    models = {}
+    for name in names:
+        version = root / name / "1"
+        if not (version / "saved_model.pb").exists():
+            log.info("exporting %s into %s", name, version)
+            partial = root / name / "partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            export_models.EXPORTERS[name](partial)
+            partial.rename(version)
+        models[name] = root / name
+    return models
 
 
 # -- lifecycle: startup with 10 models, reload of an unchanged config, RSS per MLP ------------
@@ -597,12 +637,15 @@ def lifecycle(work: Path, models: dict[str, Path]) -> dict[str, Any]:
 # -- main --------------------------------------------------------------------------------
 
 
+QUICK = {"rounds": 1, "pairs": 1, "duration": 1.0, "warmup": 0.3}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run")
     p.add_argument("--duration", type=float, default=2.0, help="measured seconds per load point")
     p.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each")
     p.add_argument(
-        "--rounds", type=int, default=3, help="rounds over all load points; medians reported"
+        "--rounds", type=int, default=2, help="rounds over all load points; medians reported"
     )
     p.add_argument(
         "--pairs",
@@ -610,6 +653,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=3,
         help="back-to-back measurements of each target's two points; their median is the "
         "target's value (0: the table's medians)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of about 2 minutes: "
+        + ", ".join(f"{k} {v:g}" for k, v in QUICK.items())
+        + ", no MLServer, no load generator ceiling, no lifecycle",
     )
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-lifecycle", action="store_true")
@@ -621,6 +671,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+        args.skip_mlserver = args.skip_lifecycle = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     only = {s.strip() for s in args.only if s.strip()}
 
@@ -629,77 +683,93 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     notes: list[str] = []
+    notes_after: list[Callable[[], str]] = []
     results: list[dict[str, Any]] = []
     pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     life: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="servingd-bench-") as tmp:
         work = Path(tmp)
-        from servingd.tools.export_models import EXPORTERS
-
-        models = {model: work / model for model in FEATURES}
-        for model, base in models.items():
-            EXPORTERS[model](base / "1")
-        bodies = write_bodies(work)
+        models = export_edge_models(args.out)
+        requests = bench_models.write_requests(work)
+        bodies = write_bodies(work)  # the MLP's: the canned reply and the transport ceiling
         params = work / "batching.pbtxt"
-        params.write_text(BATCHING_PARAMETERS)
-        config = model_config(work, models, {m: m for m in FEATURES})
+        params.write_text(EDGE_BATCHING_PARAMETERS)
+        config = model_config(work, models, {m: m for m in models})
         monitoring = work / "monitoring.config"
         monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
-        common = (
-            f"--model_config_file={config}",
-            "--file_system_poll_wait_seconds=0",
-            f"--monitoring_config_file={monitoring}",
-        )
+        common = ("--file_system_poll_wait_seconds=0", f"--monitoring_config_file={monitoring}")
+        batching = ("--enable_batching", f"--batching_parameters_file={params}")
 
         starters: list[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]] = []
-        if wanted("load generator ceiling"):
+        if wanted("load generator ceiling") and not args.quick:
             starters.append(("load generator ceiling", lambda: start_nghttpd(work)))
-        if wanted("transport ceiling"):
-            starters.append(("transport ceiling", lambda: start_echo(bodies)))
-        batching = (*common, "--enable_batching", f"--batching_parameters_file={params}")
+        if wanted(targets.CEILING):
+            starters.append((targets.CEILING, lambda: start_echo(bodies)))
+        # The canned daemon answers before any model: it loads only half_plus_two.
+        small = model_config(work, models, {"half_plus_two": "half_plus_two"})
         for name, flags, loads, command in (
-            (targets.CANNED, batching, canned_loads, CANNED_COMMAND),
-            (targets.OFF, common, servingd_loads, None),
-            (targets.ON, batching, servingd_loads, None),
             (
-                targets.NICE,
-                (*batching, f"--compute_thread_nice={targets.NICE_VALUE}"),
-                nice_loads,
+                targets.CANNED,
+                (f"--model_config_file={small}", *common, *batching),
+                canned_loads,
+                CANNED_COMMAND,
+            ),
+            (
+                targets.OFF,
+                (f"--model_config_file={config}", *common),
+                edge_loads(targets.OFF),
+                None,
+            ),
+            (
+                targets.ON,
+                (f"--model_config_file={config}", *common, *batching),
+                edge_loads(targets.ON),
                 None,
             ),
         ):
             if not wanted(name):
                 continue
+            sent = bodies if command is not None else requests
 
             def start(
                 flags: Sequence[str] = flags,
                 name: str = name,
                 loads: Callable[[ServingdProcess, dict[str, Path]], list[Load]] = loads,
                 command: Sequence[str] | None = command,
+                sent: dict[str, Path] = sent,
             ) -> Any:
-                server, stop = start_servingd(flags, lambda s: loads(s, bodies), name, command)
+                server, stop = start_servingd(flags, lambda s: loads(s, sent), name, command)
                 if command is None:  # the canned reply runs no model
                     check_reply(server.loads[0].grpc or "")
                 return server, stop
 
             starters.append((name, start))
-        if wanted("MLServer"):
+        if wanted(targets.MLSERVER):
             if args.skip_mlserver:
-                notes.append("MLServer: skipped (--skip-mlserver)")
+                notes.append("MLServer: skipped (--skip-mlserver or --quick)")
             else:
                 venv, why = mlserver_setup.ensure_venv(args.out)
                 if venv is None:
                     notes.append(f"MLServer: not measured: {why}")
                     log.warning("MLServer not measured: %s", why)
                 else:
-                    mls = mlserver_setup.MLServer(venv, work, models["mlp"] / "1", bodies)
-                    starters.append(("MLServer", mls.start))
-                    notes.append(f"MLServer: {mls.describe()}")
-        results, pairs = run_rounds(starters, models, args, wanted("in-process"))
+                    served = {m: models[m] / "1" for m in targets.BATCHED_MODELS}
+                    mls = mlserver_setup.MLServer(venv, work, served)
+                    starters.append((targets.MLSERVER, mls.start))
+                    # After the run: its version is known once it has started.
+                    notes_after.append(lambda: f"MLServer: {mls.describe()}")
+        workers = None
+        with contextlib.ExitStack() as stack:
+            if wanted(targets.IN_PROCESS):
+                workers = InProcessWorkers(models)
+                stack.callback(workers.stop)
+                workers.launch()  # ready once the servers are (run_rounds)
+            results, pairs = run_rounds(starters, workers, args)
+        notes += [note() for note in notes_after]
         if wanted("lifecycle") and not args.skip_lifecycle:
-            life = lifecycle(work, models)
+            life = lifecycle(work, {"half_plus_two": models["half_plus_two"], **mlp_models(work)})
 
-    goals = targets.evaluate(targets.all_targets(BATCH), results, pairs)
+    goals = targets.evaluate(targets.all_targets(), results, pairs)
     machine = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -709,10 +779,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         **_versions(),
     }
     notes += [
-        "batching parameters: " + " ".join(BATCHING_PARAMETERS.split()),
+        "batching parameters: " + " ".join(EDGE_BATCHING_PARAMETERS.split()),
         "rows/batch: rows per TensorFlow run of the batch scheduler during the measured "
         "window (TF Serving's processed_batch_size, read from servingd's Prometheus page at "
-        "the window's start and end)",
+        "the window's start and end); the in-process point of an 'at the formed batch' target "
+        "runs that many rows per call",
+        "in-process: servingd's loader in its own process per model, no allocator setting, "
+        "the faster of TensorFlow's ops in the calling thread and in its inter-op threads",
         f"each load point: {args.warmup:g} s warm-up, {args.duration:g} s measured, "
         f"{args.rounds} interleaved rounds (all servers up at once), median reported; "
         f"targets: the median of {args.pairs} back-to-back pairs of their two points (order "
@@ -725,6 +798,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(report.markdown(machine, results, goals, life, notes) + "\n")
     sys.stdout.write(f"written: {json_path} {md_path}\n")
     return 0
+
+
+def mlp_models(work: Path) -> dict[str, Path]:
+    """The MLP, for the lifecycle's memory per loaded version."""
+    from servingd.tools.export_models import export_mlp
+
+    export_mlp(work / "mlp" / "1")
+    return {"mlp": work / "mlp"}
 
 
 def _versions() -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import targets
+from tests.bench import report, targets
 from tests.bench.targets import CANNED, CEILING, IN_PROCESS, OFF, ON, Target
 
 
@@ -76,12 +76,24 @@ def test_a_point_not_measured_gives_no_value_and_is_not_met() -> None:
 
 
 def test_every_target_names_the_benchs_scenarios() -> None:
-    names = [t.name for t in targets.all_targets(64)]
-    assert len(names) == len(set(names)) == 13
-    scenarios = {t.first[0] for t in targets.all_targets(64)} | {
-        t.second[0] for t in targets.all_targets(64)
+    names = [t.name for t in targets.all_targets()]
+    assert len(names) == len(set(names)) == 16
+    scenarios = {t.first[0] for t in targets.all_targets()} | {
+        t.second[0] for t in targets.all_targets()
     }
-    assert scenarios == {ON, OFF, CEILING, IN_PROCESS, targets.MLSERVER, targets.NICE}
+    assert scenarios == {ON, OFF, CANNED, CEILING, IN_PROCESS, targets.MLSERVER}
+
+
+def test_the_retired_targets_are_gone_and_the_canned_reply_is_a_diagnostic() -> None:
+    by_name = {t.name: t for t in targets.all_targets()}
+    assert not any("mlp" in name for name in by_name)
+    [canned] = [t for t in by_name.values() if t.first[0] == CANNED]
+    assert canned.goal is None and canned.second[0] == CEILING
+    results = [point(CANNED, "gRPC mlp", 32, 800), point(CEILING, "gRPC mlp", 32, 1000)]
+    [diagnostic] = targets.evaluate([canned], results, {})
+    assert diagnostic["value"] == 0.8
+    assert diagnostic["met"] is None and diagnostic["goal"] == "(diagnostic)"
+    assert "| (diagnostic) | - |" in report.goals_table([diagnostic])
 
 
 def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs() -> None:
@@ -94,80 +106,70 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
 
     bodies: dict[str, Path] = defaultdict(lambda: Path("body"))
     server = SimpleNamespace(grpc_target="127.0.0.1:1", rest_port=1)
-    servingd = {(load.label, load.clients) for load in run.servingd_loads(server, bodies)}  # type: ignore[arg-type]
-    nice = {(load.label, load.clients) for load in run.nice_loads(server, bodies)}  # type: ignore[arg-type]
-    canned = {(load.label, load.clients) for load in run.canned_loads(server, bodies)}  # type: ignore[arg-type]
-    in_process = {(f"{m} batch {b}", 1) for m in run.FEATURES for b in (1, run.BATCH)}
+    runs = {
+        scenario: {(load.label, load.clients) for load in run.edge_loads(scenario)(server, bodies)}  # type: ignore[arg-type]
+        for scenario in (ON, OFF)
+    }
+    runs[CANNED] = {(load.label, load.clients) for load in run.canned_loads(server, bodies)}  # type: ignore[arg-type]
+    formed = [
+        point(ON, f"gRPC {m}", c, 100) | {"rows_per_batch": 7.6}
+        for m in ("mobilenet_v2", "text_encoder", "tabular")
+        for c in (8, 32)
+    ]
+    in_process = set(run.inprocess_labels(formed))
     checked = 0
-    for target in targets.all_targets(run.BATCH):
+    for unresolved in targets.all_targets():
+        target = unresolved.resolve(formed)
+        assert target is not None, unresolved.name
         for scenario, label, clients in (target.first, target.second):
-            if scenario in (ON, OFF):
-                assert (label, clients) in servingd, target.name
-                checked += 1
-            elif scenario == targets.NICE:
-                assert (label, clients) in nice, target.name
+            if scenario in runs:
+                assert (label, clients) in runs[scenario], target.name
                 checked += 1
             elif scenario == IN_PROCESS:
-                assert (label, clients) in in_process, target.name
+                assert label in in_process, target.name
                 checked += 1
-        if target.bound is not None and target.bound.over[0] == CANNED:
-            assert target.bound.over[1:] in canned, target.name
-            checked += 1
-    assert checked == 24
+    assert checked == 29
+
+
+def test_an_in_process_point_at_the_formed_batch_takes_the_served_points_batch() -> None:
+    target = next(t for t in targets.all_targets() if t.first == (ON, "gRPC mobilenet_v2", 32))
+    assert target.resolve([point(ON, "gRPC mobilenet_v2", 32, 100)]) is None  # not known yet
+    served = point(ON, "gRPC mobilenet_v2", 32, 90) | {"rows_per_batch": 11.6}
+    limit = point(IN_PROCESS, "mobilenet_v2 batch 12", 1, 10) | {"rows_per_s": 120.0}
+    other = point(IN_PROCESS, "mobilenet_v2 batch 1", 1, 200) | {"rows_per_s": 200.0}
+    [goal] = targets.evaluate([target], [served, limit, other], {})
+    # Rows per second against rows per second at batch 12: 90 requests of one row each.
+    assert goal["from_medians"] == pytest.approx(0.75)
+    assert goal["against"] == f"{IN_PROCESS} / mobilenet_v2 batch 12"
+    assert goal["met"] is False and goal["goal"] == ">= 0.9"
 
 
 def test_a_bound_says_whether_this_box_allows_the_goal_at_all() -> None:
-    by_name = {t.name: t for t in targets.all_targets(64)}
-    on_off = by_name["batching on / off, mlp, gRPC 64 clients"]
-    p50 = by_name["p50 at 1 client minus in-process p50, ms (half_plus_two, gRPC)"]
+    p50 = next(t for t in targets.all_targets() if t.first == (OFF, "gRPC half_plus_two", 1))
     results = [
-        point(CANNED, "gRPC mlp", 64, 2000),
-        point(OFF, "gRPC mlp", 64, 1000),
-        point(ON, "gRPC mlp", 64, 1500),
         point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.7),
         point(OFF, "gRPC half_plus_two", 1, 900, p50=1.1),
         point(IN_PROCESS, "half_plus_two batch 1", 1, 20000, p50=0.05),
-        point(CEILING, "gRPC mlp", 64, 8000),  # only the canned daemon bounds on / off
     ]
-    ratio, excess = targets.evaluate([on_off, p50], results, {})
-    # Batching that cost nothing would serve as fast as a canned Predict: 2000 / 1000 < 3.
-    assert ratio["bound"] == 2.0 and ratio["reachable"] is False
+    [excess] = targets.evaluate([p50], results, {})
+    assert excess["value"] == pytest.approx(1.05)
     assert excess["bound"] == 0.7 and excess["reachable"] is False
-    results[0] = point(CANNED, "gRPC mlp", 64, 4000)
-    results[3] = point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.4)
-    ratio, excess = targets.evaluate([on_off, p50], results, {})
-    assert ratio["bound"] == 4.0 and ratio["reachable"] is True
+    results[0] = point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.4)
+    [excess] = targets.evaluate([p50], results, {})
     assert excess["bound"] == 0.4 and excess["reachable"] is True
-    assert ratio["met"] is False  # reachable is not met: 1500 / 1000
 
 
-@pytest.mark.parametrize("model", ["mlp", "half_plus_two"])
-def test_batching_over_the_ceiling_is_bounded_by_servingd_with_a_canned_predict(
-    model: str,
-) -> None:
-    [ceiling_ratio] = [
-        t
-        for t in targets.all_targets(64)
-        if t.name == f"servingd gRPC 64 clients, batching / transport ceiling ({model})"
-    ]
+def test_a_model_cheaper_than_a_call_is_bounded_by_the_canned_reply() -> None:
+    """Tabular at its formed batch runs faster in-process than servingd answers any call:
+    the bound (canned reply over in-process at that batch) says no change inside servingd's
+    request handling can meet the goal here."""
+    target = next(t for t in targets.all_targets() if t.first == (ON, "gRPC tabular", 32))
     results = [
-        point(CEILING, "gRPC mlp", 64, 6800),
-        point(CANNED, "gRPC mlp", 64, 5440),
-        point(ON, f"gRPC {model}", 64, 2300),
+        point(ON, "gRPC tabular", 32, 900) | {"rows_per_batch": 12.2},
+        point(IN_PROCESS, "tabular batch 12", 1, 1700) | {"rows_per_s": 20400.0},
+        point(CANNED, "gRPC mlp", 32, 1700),
     ]
-    [goal] = targets.evaluate([ceiling_ratio], results, {})
-    assert goal["value"] == pytest.approx(2300 / 6800)
-    # servingd's own server, answering without any of Predict's work, serves at 0.8 of the
-    # ceiling: the goal is just within reach; a little slower and it is out of reach.
-    assert goal["bound"] == pytest.approx(0.8) and goal["reachable"] is True
-    results[1] = point(CANNED, "gRPC mlp", 64, 5400)
-    [goal] = targets.evaluate([ceiling_ratio], results, {})
-    assert goal["bound"] == pytest.approx(5400 / 6800) and goal["reachable"] is False
-
-
-def test_without_its_points_a_bound_is_unknown_not_out_of_reach() -> None:
-    on_off = next(t for t in targets.all_targets(64) if t.name.startswith("batching on / off"))
-    [goal] = targets.evaluate([on_off], [point(OFF, "gRPC mlp", 64, 1000)], {})
-    assert goal["bound"] is None and goal["reachable"] is None
-    [plain] = targets.evaluate([ON_OFF], [point(CEILING, "gRPC mlp", 64, 2000)], {})
-    assert plain["bound"] is None and plain["reachable"] is None
+    [goal] = targets.evaluate([target], results, {})
+    assert goal["value"] == pytest.approx(900 / 20400)
+    assert goal["bound"] == pytest.approx(1700 / 20400)
+    assert goal["reachable"] is False

@@ -31,18 +31,17 @@ those, during an unload only.
 That holds only for memory TensorFlow hands back to malloc. Where TensorFlow runs its
 oneDNN kernels (by default on x86 CPUs with AVX-512 VNNI and the like; its log says "oneDNN
 custom operations are on"), its CPU tensors, a model's weights among them, come from a BFC
-pool of TensorFlow's own that never shrinks: an unloaded model's 54 MiB of weights stayed
-allocated (malloc's in-use bytes 113 -> 111 MiB over the unload, RSS 557 -> 552), reused by
-the next load but never returned. So the daemon sets TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1
-(`tensors_from_malloc`), Intel's own advice for inference: the same unload then frees them
-(in use 125 -> 69 MiB, RSS 555 -> 496 after the trim). In-process runs, that setting against
-the pool (4 alternating rounds each, the median, req/s): MLP batch 1 4099 / 3828, batch 64
-1272 / 1284; wide MLP batch 1 267 / 281, batch 64 66 / 63: within this box's drift.
+pool of TensorFlow's own that never shrinks: an unloaded model's 54 MiB of weights stay
+allocated (RSS 589 -> 584 MiB over the unload), reused by the next load but not returned.
+TensorFlow's TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 takes them from malloc instead, and the same
+unload then frees them (587 -> 527-544 MiB). The daemon does not set it: it costs a CNN
+speed (MobileNetV2 at batch 8 in-process: 42-49 % slower), and servingd turns nothing on
+by default that costs a model more than 5 %. An operator who loads and unloads large
+models on such a CPU sets it in the unit's environment (docs/configuration.md).
 
 An operator who sets glibc's own MALLOC_*_ variables (`man mallopt`) keeps them: the
-thresholds are raised only where none is set (the release at END runs either way); one who
-sets TF_ONEDNN_USE_SYSTEM_ALLOCATOR keeps that too. On a C library other than glibc the
-malloc calls do nothing.
+thresholds are raised only where none is set (the release at END runs either way). On a C
+library other than glibc the malloc calls do nothing.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from servingd.core.loader import Loader, ResourceEstimate
@@ -76,20 +75,6 @@ _OPERATOR_VARIABLES = (
     "MALLOC_TOP_PAD_",
     "MALLOC_MMAP_MAX_",
 )
-
-
-# TensorFlow reads it once, at its first CPU tensor: set before any model loads.
-ONEDNN_SYSTEM_ALLOCATOR = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
-
-
-def tensors_from_malloc(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Have TensorFlow's oneDNN kernels take CPU tensors from malloc instead of a pool that
-    never shrinks, unless the operator chose; True if this set it."""
-    if ONEDNN_SYSTEM_ALLOCATOR in environ:
-        log.debug("%s left to the environment", ONEDNN_SYSTEM_ALLOCATOR)
-        return False
-    environ[ONEDNN_SYSTEM_ALLOCATOR] = "1"
-    return True
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -170,10 +155,9 @@ def release_freed_heap() -> bool:
 
 
 def apply_allocator_settings() -> None:
-    """The daemon's memory settings, made once at start before any model loads:
-    keep_freed_heap and tensors_from_malloc (the bench's in-process limit makes them too)."""
+    """The daemon's memory settings, made once at start before the servers allocate:
+    keep_freed_heap."""
     keep_freed_heap()
-    tensors_from_malloc()
 
 
 class HeapReturningLoader:

@@ -7,6 +7,8 @@
     python -m servingd.tools.export_models half_plus_two_tflite OUTDIR
     python -m servingd.tools.export_models small_cnn_tflite OUTDIR
     python -m servingd.tools.export_models small_cnn_int8_tflite OUTDIR
+    python -m servingd.tools.export_models mobilenet_v2 OUTDIR   (also resnet50,
+        text_encoder, tabular, jpeg_classifier)
 
 OUTDIR is the version directory (e.g. models/half_plus_two/1): it receives saved_model.pb,
 variables/ and so on. Nothing is downloaded or trained; weights come from a fixed seed.
@@ -26,6 +28,9 @@ variables/ and so on. Nothing is downloaded or trained; weights come from a fixe
 - *_tflite: the same model converted by ``tf.lite.TFLiteConverter`` into ``model.tflite``
   (its signature keeps the SavedModel's aliases); small_cnn_int8_tflite is quantized to
   int8 with a representative dataset (float32 input and output, int8 inside).
+- mobilenet_v2, resnet50, text_encoder, tabular (Classify over tf.Example) and
+  jpeg_classifier (JPEG bytes decoded in the graph): the models edge boxes run, with random
+  weights; their signatures are in ``servingd.tools.edge_models``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from servingd.tools import edge_models
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +204,11 @@ EXPORTERS: dict[str, Callable[[str | Path], Path]] = {
     "half_plus_two_tflite": _tflite_of(export_half_plus_two),
     "small_cnn_tflite": _tflite_of(export_small_cnn),
     "small_cnn_int8_tflite": _tflite_of(export_small_cnn, int8=True),
+    "mobilenet_v2": edge_models.export_mobilenet_v2,
+    "resnet50": edge_models.export_resnet50,
+    "text_encoder": edge_models.export_text_encoder,
+    "tabular": edge_models.export_tabular,
+    "jpeg_classifier": edge_models.export_jpeg_classifier,
 }
 
 

@@ -29,6 +29,7 @@ class SavedModelRuntime(MLModel):  # type: ignore[misc]
             meta = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], path)
         sig = meta.signature_def["serving_default"]
         self._inputs = sorted(sig.inputs)
+        self._dtypes = [tf.as_dtype(sig.inputs[a].dtype).as_numpy_dtype for a in self._inputs]
         self._outputs = sorted(sig.outputs)
         options = config_pb2.CallableOptions()
         options.feed.extend(sig.inputs[a].name for a in self._inputs)
@@ -38,7 +39,10 @@ class SavedModelRuntime(MLModel):  # type: ignore[misc]
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         by_name = {i.name: NumpyCodec.decode_input(i) for i in payload.inputs}
-        feeds = [np.asarray(by_name[a], dtype=np.float32) for a in self._inputs]
+        feeds = [
+            np.asarray(by_name[a], dtype=dtype)
+            for a, dtype in zip(self._inputs, self._dtypes, strict=True)
+        ]
         # TensorFlow releases the GIL: run it off the event loop, as servingd does.
         results: Any = await asyncio.get_running_loop().run_in_executor(None, self._run, *feeds)
         return InferenceResponse(

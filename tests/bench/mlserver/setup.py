@@ -1,4 +1,4 @@
-"""The peer: Seldon MLServer in its own virtualenv, serving the bench's MLP.
+"""The peer: Seldon MLServer in its own virtualenv, serving the bench's models.
 
 `ensure_venv` creates build/bench/mlserver-venv with pip on first use (MLServer and the
 same TensorFlow release as ours; its pins never touch the project's venv) and reuses it
@@ -20,6 +20,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 log = logging.getLogger("bench.mlserver")
 
@@ -76,36 +78,44 @@ def ensure_venv(out_dir: Path) -> tuple[Path | None, str]:
 
 
 class MLServer:
-    """One `mlserver start` process serving the MLP as model "mlp"."""
+    """One `mlserver start` process serving each of `models` (name -> version directory)
+    under its name, V2 gRPC loads at 8 clients."""
 
-    def __init__(self, venv: Path, work: Path, model_dir: Path, bodies: dict[str, Path]) -> None:
+    def __init__(self, venv: Path, work: Path, models: dict[str, Path]) -> None:
         self.venv = venv
         self.dir = work / "mlserver"
-        self.model_dir = model_dir
-        self.bodies = bodies
+        self.models = models
         self.version = ""
 
     def describe(self) -> str:
         return (
             f"MLServer {self.version} (defaults: parallel_workers=1, no adaptive batching), "
-            "custom runtime tests/bench/mlserver/savedmodel_runtime.py, V2 REST and gRPC"
+            "custom runtime tests/bench/mlserver/savedmodel_runtime.py, V2 gRPC"
         )
 
-    def _grpc_body(self, rows: int, features: int) -> Path:
-        """A serialized V2 ModelInferRequest, built with MLServer's own protos."""
-        path = self.dir / f"v2grpc-{rows}.bin"
+    def _grpc_body(self, model: str) -> Path:
+        """A serialized V2 ModelInferRequest of one row (the same inputs as the servingd
+        request, tests/bench/models.py), built with MLServer's own protos."""
+        from tests.bench import models as bench_models
+
+        bench_model = bench_models.MODELS[model]
+        row = np.asarray(bench_model.rows(1))
+        data = self.dir / f"{model}-row.npy"
+        np.save(data, row)
+        path = self.dir / f"v2grpc-{model}.bin"
         script = (
             "import sys, numpy as np\n"
             "from mlserver.grpc import dataplane_pb2 as pb\n"
-            f"x = np.random.default_rng({rows * 1000 + features}).random(({rows}, {features}), "
-            "np.float32)\n"
-            "r = pb.ModelInferRequest(model_name='mlp')\n"
-            "t = r.inputs.add(name='x', datatype='FP32', shape=x.shape)\n"
-            "t.contents.fp32_contents.extend(x.ravel().tolist())\n"
-            "open(sys.argv[1], 'wb').write(r.SerializeToString())\n"
+            "x = np.load(sys.argv[1])\n"
+            f"r = pb.ModelInferRequest(model_name={model!r})\n"
+            "kind = 'INT32' if x.dtype == np.int32 else 'FP32'\n"
+            f"t = r.inputs.add(name={bench_model.input_name!r}, datatype=kind, shape=x.shape)\n"
+            "field = t.contents.int_contents if kind == 'INT32' else t.contents.fp32_contents\n"
+            "field.extend(x.ravel().tolist())\n"
+            "open(sys.argv[2], 'wb').write(r.SerializeToString())\n"
         )
         python = str(self.venv / "bin" / "python")
-        subprocess.run([python, "-c", script, str(path)], check=True, timeout=120)
+        subprocess.run([python, "-c", script, str(data), str(path)], check=True, timeout=120)
         return path
 
     def start(self) -> tuple[Any, Callable[[], None]]:
@@ -126,23 +136,24 @@ class MLServer:
                 }
             )
         )
-        model = self.dir / "mlp"
-        model.mkdir(exist_ok=True)
-        (model / "model-settings.json").write_text(
-            json.dumps(
-                {
-                    "name": "mlp",
-                    "implementation": "savedmodel_runtime.SavedModelRuntime",
-                    "parameters": {"uri": str(self.model_dir)},
-                }
+        for name, version_dir in self.models.items():
+            model = self.dir / name
+            model.mkdir(exist_ok=True)
+            (model / "model-settings.json").write_text(
+                json.dumps(
+                    {
+                        "name": name,
+                        "implementation": "savedmodel_runtime.SavedModelRuntime",
+                        "parameters": {"uri": str(version_dir)},
+                    }
+                )
             )
-        )
         python = self.venv / "bin" / "python"
         self.version = subprocess.run(
             [str(python), "-c", "import mlserver; print(mlserver.__version__)"],
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout.strip()  # fmt: skip
-        grpc_body = self._grpc_body(1, 784)
+        grpc_bodies = {name: self._grpc_body(name) for name in self.models}
         env = {"PYTHONPATH": str(RUNTIME_DIR), "PATH": f"{self.venv / 'bin'}:/usr/bin:/bin"}
         logfile = (self.dir / "mlserver.log").open("wb")
         proc = subprocess.Popen(
@@ -154,7 +165,7 @@ class MLServer:
             procs.stop(proc)
             logfile.close()
 
-        ready = f"http://127.0.0.1:{http}/v2/models/mlp/ready"
+        ready = f"http://127.0.0.1:{http}/v2/health/ready"  # every model loaded
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -168,10 +179,9 @@ class MLServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.3)
-        url = f"http://127.0.0.1:{http}/v2/models/mlp/infer"
         g = f"127.0.0.1:{grpc_port}"
         loads = [
-            *(Load("REST mlp", c, self.bodies["v2rest-mlp-1"], url=url) for c in (1, 64)),
-            *(Load("gRPC mlp", c, grpc_body, grpc=g, method=V2_INFER) for c in (1, 64)),
+            Load(f"gRPC {name}", 8, body, grpc=g, method=V2_INFER)
+            for name, body in grpc_bodies.items()
         ]
         return Server("MLServer", proc.pid, loads), stop
