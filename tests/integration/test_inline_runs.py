@@ -1,6 +1,6 @@
 """Unbatched Predict runs on the event-loop thread only for signatures known to be fast.
 
-One daemon for the module, from a servingd.yaml: TF Serving's half_plus_two (fast), the
+One daemon for the module, from a servingd.yaml: half_plus_two (the TF1 export, fast), the
 same model batched, and the project's sleepy model twice (each call sleeps as long as it
 asks; `sleepy` is asked for slow runs, `sleepy_short` for short ones), Prometheus on. What
 the policy decided shows in `servingd_inline_runs_total`.
@@ -29,7 +29,7 @@ WARM_RUNS = 8  # InlinePolicy's default min_runs: the first runs always go to a 
 
 
 @pytest.fixture(scope="module")
-def etc(tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path) -> Path:
+def etc(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
     etc = tmp_path_factory.mktemp("etc")
     sleepy = etc / "sleepy"
     export_sleepy(sleepy / "1")
@@ -38,12 +38,12 @@ def etc(tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path) -> 
     )
     (etc / "models.d").mkdir()
     (etc / "models.d/hp2.yaml").write_text(
-        f"base_path: {tf_serving_testdata / 'saved_model_half_plus_two_cpu'}\n"
+        f"base_path: {testdata / 'saved_model_half_plus_two_cpu'}\n"
     )
     (etc / "models.d/sleepy.yaml").write_text(f"base_path: {sleepy}\n")
     (etc / "models.d/sleepy_short.yaml").write_text(f"base_path: {sleepy}\n")
     (etc / "models.d/hp2_batched.yaml").write_text(
-        f"base_path: {tf_serving_testdata / 'saved_model_half_plus_two_cpu'}\n"
+        f"base_path: {testdata / 'saved_model_half_plus_two_cpu'}\n"
         "batching: {max_batch_size: 8, batch_timeout_micros: 0}\n"
     )
     (etc / "servingd.yaml").write_text(

@@ -3,6 +3,8 @@
     python -m servingd.tools.export_models half_plus_two OUTDIR
     python -m servingd.tools.export_models mlp OUTDIR
     python -m servingd.tools.export_models wide_mlp OUTDIR
+    python -m servingd.tools.export_models half_plus_two_tf1 OUTDIR  (also: half_plus_two_tf2,
+        half_plus_three, counter)
 
 OUTDIR is the version directory (e.g. models/half_plus_two/1): it receives saved_model.pb,
 variables/ and so on. Nothing is downloaded or trained; weights come from a fixed seed.
@@ -16,6 +18,8 @@ variables/ and so on. Nothing is downloaded or trained; weights come from a fixe
   batch 1 its run reads every weight for one row, so it is the model for which batching
   pays most (make bench shows it beside mlp, whose batch-1 run costs about what one
   request's transport costs).
+- half_plus_two_tf1, half_plus_two_tf2, half_plus_three, counter: the models TF Serving tests
+  with, same contract, written by servingd's own code (see servingd.tools.reference_models).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from servingd.tools import reference_models
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,10 @@ EXPORTERS: dict[str, Callable[[str | Path], Path]] = {
     "half_plus_two": export_half_plus_two,
     "mlp": export_mlp,
     "wide_mlp": export_wide_mlp,
+    "half_plus_two_tf1": reference_models.export_half_plus_two_tf1,
+    "half_plus_two_tf2": reference_models.export_half_plus_two_tf2,
+    "half_plus_three": reference_models.export_half_plus_three,
+    "counter": reference_models.export_counter,
 }
 
 
