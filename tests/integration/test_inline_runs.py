@@ -125,11 +125,11 @@ def test_a_slow_model_never_runs_inline_and_never_stalls_other_requests(
         sleepy(stub, 100_000)  # 100 ms each, twice the inline limit
     assert inline_runs(server, "sleepy") == 0
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        long_call = pool.submit(sleepy, stub, 3_000_000)
-        time.sleep(0.5)  # the 3 s call is running
-        started = time.monotonic()
+        long_call = pool.submit(sleepy, stub, 8_000_000)
+        time.sleep(0.5)  # the 8 s call is running
+        # Answered while the long run still sleeps: the loop was free. (The order is the
+        # verdict, not a duration: a busy machine slows both calls, not the sleep.)
         assert hp2(stub, [1.0]) == [2.5]
-        assert time.monotonic() - started < 2.0
         assert not long_call.done()
         long_call.result(timeout=30)
     assert inline_runs(server, "sleepy") == 0

@@ -65,10 +65,21 @@ def test_a_slow_run_alone_on_the_workers_raises_the_estimate() -> None:
 
 def test_a_slow_run_beside_another_worker_run_leaves_the_estimate() -> None:
     policy, load = _loaded_policy()
+    started, release = threading.Event(), threading.Event()
+
+    def held(_seconds: float) -> None:
+        started.set()
+        assert release.wait(10)
+
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         runner = InferenceRunner(cast(ServableLookup, None), pool, inline=policy)
-        longer = _submit(runner, 0.2)
-        _submit(runner, 0.02).result(timeout=10)
+        longer = runner._inline_or_submit(SERVABLE, "serving_default", INPUTS, held, 0.0)
+        assert isinstance(longer, concurrent.futures.Future)
+        try:
+            assert started.wait(10)  # in flight for as long as the test holds it
+            _submit(runner, 0.02).result(timeout=10)
+        finally:
+            release.set()
         longer.result(timeout=10)
     load.share = 0.0
     assert policy.should_inline(KEY, 4)

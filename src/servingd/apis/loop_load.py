@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 # Weight of one gap's reading in the average: a few gaps decide, one odd gap does not.
 WEIGHT = 1 / 8
@@ -31,12 +32,19 @@ LOADED_SHARE = 0.8
 class LoopLoad:
     """Readings of the event loop's CPU share in the gaps between requests. Call both
     methods on the loop thread (a gap opened on one thread and closed on another is not
-    read: CPU time is per thread)."""
+    read: CPU time is per thread). The clocks are the calling thread's CPU time and a
+    monotonic wall clock, in seconds (tests pass their own)."""
 
-    __slots__ = ("_gap_cpu", "_gap_thread", "_gap_wall", "share")
+    __slots__ = ("_cpu_time", "_gap_cpu", "_gap_thread", "_gap_wall", "_wall_time", "share")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        cpu_time: Callable[[], float] = time.thread_time,
+        wall_time: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.share = 0.0  # no reading yet: not loaded
+        self._cpu_time = cpu_time
+        self._wall_time = wall_time
         self._gap_thread = 0  # 0: no gap open
         self._gap_cpu = 0.0
         self._gap_wall = 0.0
@@ -48,8 +56,8 @@ class LoopLoad:
     def gap_opened(self) -> None:
         """The last request in flight has ended."""
         self._gap_thread = threading.get_ident()
-        self._gap_cpu = time.thread_time()
-        self._gap_wall = time.perf_counter()
+        self._gap_cpu = self._cpu_time()
+        self._gap_wall = self._wall_time()
 
     def gap_closed(self) -> None:
         """A request was admitted with none other in flight."""
@@ -57,8 +65,8 @@ class LoopLoad:
             self._gap_thread = 0
             return
         self._gap_thread = 0
-        wall = time.perf_counter() - self._gap_wall
+        wall = self._wall_time() - self._gap_wall
         if wall <= 0:
             return
-        reading = min(1.0, (time.thread_time() - self._gap_cpu) / wall)
+        reading = min(1.0, (self._cpu_time() - self._gap_cpu) / wall)
         self.share += WEIGHT * (reading - self.share)
