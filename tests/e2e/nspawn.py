@@ -153,6 +153,10 @@ class Container:
             "--console=pipe",
             "--volatile=overlay",
             "--private-network",
+            # nspawn names its runtime state (/run/systemd/nspawn/propagate/NAME) after the
+            # machine, by default the tree's basename: two suites booting a "rootfs" at once
+            # would collide. A name per test process keeps them apart.
+            f"--machine=servingd-e2e-{os.getpid()}",
         ]
         args += [f"--bind-ro={host}:{guest}" for host, guest in self.bind_ro.items()]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,6 @@ from test_package_in_systemd import (
     MODELS,
     MODELS_D,
     SERVICE_TIMEOUT,
-    TESTDATA,
     _skip_unless_possible,
     predictions,
     service_state,
@@ -40,12 +39,18 @@ from test_package_in_systemd import (
     wait_for,
 )
 
+from support.testdata import project_testdata
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # The packaged defaults (servingd.yaml: loading.*): a failed attempt is retried every 60 s.
 RETRY_INTERVAL_S = 60.0
-GOOD = TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
 WORK = E2E_DIR / "work-bad-versions"
+
+
+def good() -> Path:
+    """A good half_plus_two version (the project's own export, tests/support/testdata)."""
+    return project_testdata() / "saved_model_half_plus_two_cpu" / "00000123"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ def journal(box: Container, *match: str) -> list[dict[str, str]]:
 
 
 def test_fresh_start_with_a_corrupt_newest_version_serves_the_one_below(box: Container) -> None:
-    add_model(box, "half_plus_two", {123: GOOD, 124: GOOD})
+    add_model(box, "half_plus_two", {123: good(), 124: good()})
     box.run(["truncate", "-s", "0", f"{MODELS}/half_plus_two/124/saved_model.pb"])
     box.run(["systemctl", "stop", "servingd"], timeout=SERVICE_TIMEOUT)
     started = time.monotonic()
@@ -118,7 +123,7 @@ def test_fresh_start_with_a_corrupt_newest_version_serves_the_one_below(box: Con
 
 def test_reload_adding_a_model_while_a_version_retries_returns_in_seconds(box: Container) -> None:
     # flaky/1 cannot be read by the service (root's 0600 file): PERMISSION_DENIED is retried.
-    add_model(box, "flaky", {1: GOOD})
+    add_model(box, "flaky", {1: good()})
     box.sh(
         f"chown root:root {MODELS}/flaky/1/variables/* && chmod 600 {MODELS}/flaky/1/variables/*"
     )
@@ -130,7 +135,9 @@ def test_reload_adding_a_model_while_a_version_retries_returns_in_seconds(box: C
         ),
         60,
     )
-    add_model(box, "half_plus_three", {1: TESTDATA / "saved_model_half_plus_three" / "00000123"})
+    add_model(
+        box, "half_plus_three", {1: project_testdata() / "saved_model_half_plus_three" / "00000123"}
+    )
     started = time.monotonic()
     box.run(["systemctl", "reload", "servingd"], timeout=SERVICE_TIMEOUT)
     reload_s = time.monotonic() - started

@@ -28,7 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 DEB_DIR = REPO / "build" / "deb"
 E2E_DIR = REPO / "build" / "e2e"
-TESTDATA = REPO.parent / "shared" / "testdata" / "tf_serving"
 
 VENV_PY = "/usr/lib/servingd/bin/python"
 MODELS = "/var/lib/servingd/models"
@@ -133,17 +132,14 @@ def predictions(box: Container, kind: str, model: str) -> list[float] | None:
     return [round(v, 6) for v in json.loads(r.stdout)]
 
 
-def place_model(box: Container, name: str, testdata_dir: str) -> None:
-    """Version 1 of ``name`` under the model root: exported by the project's own script once
-    it exists (servingd.tools.export_models), copied from TF Serving's test data until then."""
-    dest = f"{MODELS}/{name}/1"
-    has_exporter = (
-        box.run([VENV_PY, "-c", "import servingd.tools.export_models"], check=False).returncode == 0
-    )
-    if has_exporter and name == "half_plus_two":
-        box.run([VENV_PY, "-m", "servingd.tools.export_models", name, dest], timeout=300)
-    else:
-        box.copy_in(TESTDATA / testdata_dir / "00000123", dest)
+def export_model(box: Container, model: str, dest: str) -> None:
+    """The package's own exporter (servingd.tools.export_models) writes ``model`` to ``dest``."""
+    box.run([VENV_PY, "-m", "servingd.tools.export_models", model, dest], timeout=300)
+
+
+def place_model(box: Container, name: str) -> None:
+    """Version 1 of ``name`` under the model root, exported inside the container."""
+    export_model(box, name, f"{MODELS}/{name}/1")
     box.run(["chown", "-R", "servingd:servingd", f"{MODELS}/{name}"])
 
 
@@ -190,7 +186,7 @@ def test_tensorflow_predicts_inside_the_units_sandbox(box: Container) -> None:
         "StandardOutput=journal",
         f"ExecStart={VENV_PY} /srv/e2e/tf_probe.py {MODELS}/probe/1",
     ]
-    box.copy_in(TESTDATA / "saved_model_half_plus_two_cpu" / "00000123", f"{MODELS}/probe/1")
+    export_model(box, "half_plus_two_tf1", f"{MODELS}/probe/1")
     box.write_file("/etc/systemd/system/servingd-tf-probe.service", "\n".join(lines) + "\n")
     box.run(["systemctl", "daemon-reload"])
     r = box.run(["systemctl", "start", "servingd-tf-probe"], check=False, timeout=300)
@@ -220,7 +216,7 @@ def test_service_is_active(box: Container) -> None:
 
 
 def test_rest_predict(box: Container) -> None:
-    place_model(box, "half_plus_two", "saved_model_half_plus_two_cpu")
+    place_model(box, "half_plus_two")
     box.write_file(
         f"{MODELS_D}/half_plus_two.yaml",
         f"name: half_plus_two\nbase_path: {MODELS}/half_plus_two\n",
@@ -251,7 +247,7 @@ def test_reload_adds_a_model_while_the_old_one_keeps_answering(box: Container) -
         lambda: box.run(["test", "-s", "/run/e2e-loop.ok"], check=False).returncode == 0,
         30,
     )
-    place_model(box, "half_plus_three", "saved_model_half_plus_three")
+    place_model(box, "half_plus_three")
     box.write_file(
         f"{MODELS_D}/half_plus_three.yaml",
         f"name: half_plus_three\nbase_path: {MODELS}/half_plus_three\n",

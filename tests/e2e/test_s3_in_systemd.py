@@ -33,16 +33,23 @@ from test_package_in_systemd import (
     MODELS_D,
     REPO,
     SERVICE_TIMEOUT,
-    TESTDATA,
     client,
     predictions,
     service_state,
     wait_for,
 )
 
+from support.testdata import project_testdata
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 S3_PORT = 9000
+
+
+def hp2_version() -> Path:
+    return project_testdata() / "saved_model_half_plus_two_cpu" / "00000123"
+
+
 BUCKET = "models"
 CREDENTIALS = "/etc/servingd/s3-credentials"
 DROP_IN = "/etc/systemd/system/servingd.service.d/s3.conf"
@@ -98,7 +105,7 @@ def publish(box: Container, what: str) -> None:
         "            if time.monotonic() > deadline: raise\n"
         "            time.sleep(0.2)\n"
         "else:\n"
-        f"    src = Path({str(TESTDATA / 'saved_model_half_plus_two_cpu' / '00000123')!r})\n"
+        f"    src = Path({str(hp2_version())!r})\n"
         f"    upload_version(client, {BUCKET!r}, 'hp2/1', src, manifest=True)\n"
     )
     subprocess.run(in_container_network(box, HOST_PY, "-c", code), check=True, timeout=120)

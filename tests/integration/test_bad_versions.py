@@ -53,11 +53,11 @@ RETRY_INTERVAL_S = 600
 
 
 @pytest.fixture(scope="module")
-def root(tf_serving_testdata: Path) -> Iterator[Path]:
+def root(testdata: Path) -> Iterator[Path]:
     # Not pytest's tmp_path: its parent is mode 0700, closed to the daemon's user.
     path = Path(tempfile.mkdtemp(prefix="servingd-bad-versions-"))
     path.chmod(0o755)
-    good = tf_serving_testdata / "saved_model_half_plus_two_2_versions/00000123"
+    good = testdata / "saved_model_half_plus_two_2_versions/00000123"
     (path / "hpt").mkdir()
     copy_version(good, path / "hpt", 123)
     corrupt = copy_version(good, path / "hpt", 124)
@@ -214,11 +214,11 @@ def test_missing_base_path_is_the_models_error(
 
 
 def test_reload_adding_a_model_does_not_wait_for_retries(
-    server: ServingdProcess, ready: dict[str, str], root: Path, tf_serving_testdata: Path
+    server: ServingdProcess, ready: dict[str, str], root: Path, testdata: Path
 ) -> None:
     (root / "added").mkdir(mode=0o755)
     added = copy_version(
-        tf_serving_testdata / "saved_model_half_plus_two_2_versions/00000123", root / "added", 7
+        testdata / "saved_model_half_plus_two_2_versions/00000123", root / "added", 7
     )
     for entry in [added, *added.rglob("*")]:
         entry.chmod(0o755 if entry.is_dir() else 0o644)

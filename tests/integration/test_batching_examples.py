@@ -1,6 +1,6 @@
 """Classify and Regress through the batch scheduler, as TF Serving batches them.
 
-An in-process ModelServer serves TF Serving's saved_model_half_plus_two_cpu twice: "tfs"
+An in-process ModelServer serves saved_model_half_plus_two_cpu twice: "tfs"
 batched (its own batching section), "tfs_plain" not. Requests go through the official
 stubs on loopback gRPC (and one over REST). Expected values are TF Serving's: y = 0.5x + 2
 (classify_x_to_y, regress_x_to_y) and y2 = 0.5x + 3 (regress_x_to_y2).
@@ -42,8 +42,8 @@ CLASSIFY = "tensorflow/serving/classify"
 
 
 @pytest.fixture(scope="module")
-def running(tf_serving_testdata: Path) -> Iterator[InProcessServer]:
-    base = str(tf_serving_testdata / "saved_model_half_plus_two_cpu")
+def running(testdata: Path) -> Iterator[InProcessServer]:
+    base = str(testdata / "saved_model_half_plus_two_cpu")
     grpc_port, rest_port = free_ports(2)
     settings = ServerSettings(
         grpc_port=grpc_port,

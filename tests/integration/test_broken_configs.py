@@ -221,9 +221,9 @@ def prefix() -> list[str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_refused_on_start(case: Case, root: Path, tf_serving_testdata: Path) -> None:
-    etc = make_etc(root, tf_serving_testdata)
-    where = apply(case, etc, tf_serving_testdata)
+def test_refused_on_start(case: Case, root: Path, testdata: Path) -> None:
+    etc = make_etc(root, testdata)
+    where = apply(case, etc, testdata)
     result = subprocess.run(
         [*prefix(), *servingd_command(), f"--config={etc / 'servingd.yaml'}", "--port=0"],
         capture_output=True,
@@ -237,9 +237,9 @@ def test_refused_on_start(case: Case, root: Path, tf_serving_testdata: Path) -> 
     assert where in refused[0] and case.cause in refused[0], refused[0]
 
 
-def test_the_valid_base_starts(root: Path, tf_serving_testdata: Path) -> None:
+def test_the_valid_base_starts(root: Path, testdata: Path) -> None:
     """The table's base configuration itself is valid: each case breaks only its files."""
-    etc = make_etc(root, tf_serving_testdata)
+    etc = make_etc(root, testdata)
     result = subprocess.run(
         [*prefix(), *servingd_command(), f"--config={etc / 'servingd.yaml'}", "--check-config"],
         capture_output=True,
@@ -251,8 +251,8 @@ def test_the_valid_base_starts(root: Path, tf_serving_testdata: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def live(root: Path, tf_serving_testdata: Path) -> Iterator[tuple[ServingdProcess, Path]]:
-    etc = make_etc(root, tf_serving_testdata)
+def live(root: Path, testdata: Path) -> Iterator[tuple[ServingdProcess, Path]]:
+    etc = make_etc(root, testdata)
     with ServingdProcess([f"--config={etc / 'servingd.yaml'}"], run_as=RUN_AS) as server:
         server.wait_healthy()
         yield server, etc
@@ -277,14 +277,12 @@ def assert_serving(server: ServingdProcess) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_refused_on_reload(
-    case: Case, live: tuple[ServingdProcess, Path], tf_serving_testdata: Path
-) -> None:
+def test_refused_on_reload(case: Case, live: tuple[ServingdProcess, Path], testdata: Path) -> None:
     server, etc = live
     originals = {p: p.read_bytes() for p in etc.rglob("*") if p.is_file()}
     ctl = [f"--config={etc / 'servingd.yaml'}", f"--rest-url=http://127.0.0.1:{server.rest_port}"]
     try:
-        where = apply(case, etc, tf_serving_testdata)
+        where = apply(case, etc, testdata)
         assert servingctl([*ctl, "reload", "--timeout=120"]) == 1
         state = reload_state(server)
         assert state["result"] == "refused", state

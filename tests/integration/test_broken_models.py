@@ -2,7 +2,7 @@
 last good version keeps serving.
 
 One daemon for the module, serving four models from a TF Serving models.config, each with a
-good version 123 (TF Serving's half_plus_two). A test breaks one model's version 124 in one
+good version 123 (half_plus_two, TF1 export). A test breaks one model's version 124 in one
 way (no variables, a directory that vanishes during the load, files the daemon may not
 read) and checks GetModelStatus, REST status and the log; a fifth model raises at run time
 for some inputs. As root the daemon runs as `nobody`, so a root-only file is unreadable to
@@ -71,8 +71,8 @@ def root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tf_serving_testdata: Path, root: Path) -> Iterator[ServingdProcess]:
-    good = tf_serving_testdata / "saved_model_half_plus_two_2_versions/00000123"
+def server(testdata: Path, root: Path) -> Iterator[ServingdProcess]:
+    good = testdata / "saved_model_half_plus_two_2_versions/00000123"
     configs = []
     for name in BROKEN:
         (root / name).mkdir()
@@ -160,17 +160,17 @@ def failed_load(server: ServingdProcess, name: str) -> str:
     return message
 
 
-def new_version(tf_serving_testdata: Path, base: Path) -> Path:
+def new_version(testdata: Path, base: Path) -> Path:
     """Version 124 staged (not yet visible to the daemon): rename it into place to publish."""
     staging = base / ".staging-124"
-    shutil.copytree(tf_serving_testdata / "saved_model_half_plus_two_2_versions/00000124", staging)
+    shutil.copytree(testdata / "saved_model_half_plus_two_2_versions/00000124", staging)
     for path in [staging, *staging.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return staging
 
 
-def test_missing_variables(server: ServingdProcess, tf_serving_testdata: Path, root: Path) -> None:
-    staging = new_version(tf_serving_testdata, root / "no_variables")
+def test_missing_variables(server: ServingdProcess, testdata: Path, root: Path) -> None:
+    staging = new_version(testdata, root / "no_variables")
     shutil.rmtree(staging / "variables")
     staging.rename(root / "no_variables/124")
     message = failed_load(server, "no_variables")
@@ -178,13 +178,13 @@ def test_missing_variables(server: ServingdProcess, tf_serving_testdata: Path, r
 
 
 def test_version_directory_vanishing_during_the_load(
-    server: ServingdProcess, tf_serving_testdata: Path, root: Path
+    server: ServingdProcess, testdata: Path, root: Path
 ) -> None:
     # The variables' data file is a FIFO, so the load cannot finish until the test opens
     # it for writing: once the version is LOADING the directory is deleted, mid-load every
     # time. Then the FIFO (still reachable through a hard link outside the version) is
     # opened and closed, so a loader blocked opening it goes on and fails.
-    staging = new_version(tf_serving_testdata, root / "vanishing")
+    staging = new_version(testdata, root / "vanishing")
     (data,) = (staging / "variables").glob("variables.data-*")
     data.unlink()
     os.mkfifo(data)
@@ -214,8 +214,8 @@ def test_version_directory_vanishing_during_the_load(
     link.unlink()
 
 
-def test_permission_denied(server: ServingdProcess, tf_serving_testdata: Path, root: Path) -> None:
-    staging = new_version(tf_serving_testdata, root / "unreadable")
+def test_permission_denied(server: ServingdProcess, testdata: Path, root: Path) -> None:
+    staging = new_version(testdata, root / "unreadable")
     (data,) = (staging / "variables").glob("variables.data-*")
     # Root-owned 0600 is unreadable to `nobody`; when not root, 0000 is unreadable to us.
     data.chmod(stat.S_IRUSR | stat.S_IWUSR if RUN_AS else 0)

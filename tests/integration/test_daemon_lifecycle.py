@@ -69,8 +69,8 @@ def test_sigterm_lets_requests_in_flight_complete(sleepy: Path) -> None:
     assert "stopping: draining in-flight requests for up to 20 s" in server.output()
 
 
-def test_port_in_use_exits_1_with_one_line(tf_serving_testdata: Path) -> None:
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+def test_port_in_use_exits_1_with_one_line(testdata: Path) -> None:
+    base = testdata / "saved_model_half_plus_two_cpu"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -118,8 +118,8 @@ DRIVER = textwrap.dedent(
     not os.path.exists("/lib/systemd/systemd-journald") or not shutil.which("unshare"),
     reason="systemd-journald or unshare not installed",
 )
-def test_logs_to_journald_with_structured_fields(tf_serving_testdata: Path, tmp_path: Path) -> None:
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+def test_logs_to_journald_with_structured_fields(testdata: Path, tmp_path: Path) -> None:
+    base = testdata / "saved_model_half_plus_two_cpu"
     out = tmp_path / "journal.json"
     env = {
         **os.environ,

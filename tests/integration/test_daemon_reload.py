@@ -75,12 +75,12 @@ def notify() -> Iterator[NotifySocket]:
 
 
 @pytest.fixture(scope="module")
-def etc(tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path) -> Path:
+def etc(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
     etc = tmp_path_factory.mktemp("etc")
     (etc / "models.d").mkdir()
     (etc / "servingd.yaml").write_text(
         "models_dir: models.d\n"
-        f"model_root: {tf_serving_testdata}\n"
+        f"model_root: {testdata}\n"
         f"pid_file: {etc / 'servingd.pid'}\n"
         "logging: {level: info, target: stderr}\n"
         "drain_grace_seconds: 10\n"

@@ -1,6 +1,6 @@
 """ExampleApi through InferenceRunner.run in-process: example-count metrics and deadlines.
 
-Real manager, lookup and SavedModel (TF Serving's half_plus_two); no daemon, so the
+Real manager, lookup and SavedModel (half_plus_two, TF1 export); no daemon, so the
 process-wide metrics registry can be read directly.
 """
 
@@ -34,13 +34,13 @@ MODEL = "hp2_inprocess"
 
 
 @pytest.fixture(scope="module")
-def runner(tf_serving_testdata: Path) -> Iterator[InferenceRunner]:
+def runner(testdata: Path) -> Iterator[InferenceRunner]:
     bus: EventBus[ServableState] = EventBus()
     monitor = ServableStateMonitor(bus)
     manager = AspiredVersionsManager(bus, ManagerOptions(manage_interval_s=0.02))
     manager.start()
     servable_id = ServableId(MODEL, 123)
-    path = tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+    path = testdata / "saved_model_half_plus_two_cpu" / "00000123"
     manager.set_aspired_versions(
         MODEL, [AspiredVersion(servable_id, SavedModelLoader(servable_id, str(path)))]
     )

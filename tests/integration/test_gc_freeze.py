@@ -15,9 +15,9 @@ MIN_FROZEN = 100_000
 
 
 def test_start_up_objects_are_frozen_before_the_first_model_loads(
-    tf_serving_testdata: Path,
+    testdata: Path,
 ) -> None:
-    model = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+    model = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(["--model_name=hp2", f"--model_base_path={model}"], rest=False) as server:
         server.wait_healthy()
         log = server.output()

@@ -57,8 +57,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
 @pytest.mark.parametrize(
     "model_dir", ["saved_model_half_plus_two_cpu", "saved_model_half_plus_two_tf2_cpu"]
 )
-def test_predict_half_plus_two(tf_serving_testdata: Path, model_dir: str) -> None:
-    base_path = tf_serving_testdata / model_dir
+def test_predict_half_plus_two(testdata: Path, model_dir: str) -> None:
+    base_path = testdata / model_dir
     with ServingdProcess(
         ["--model_name=half_plus_two", f"--model_base_path={base_path}"], rest=False
     ) as server:
@@ -82,8 +82,8 @@ def test_predict_half_plus_two(tf_serving_testdata: Path, model_dir: str) -> Non
 
 
 @pytest.mark.slow
-def test_rollover_under_load_loses_no_request(tf_serving_testdata: Path, tmp_path: Path) -> None:
-    versions = tf_serving_testdata / "saved_model_half_plus_two_2_versions"
+def test_rollover_under_load_loses_no_request(testdata: Path, tmp_path: Path) -> None:
+    versions = testdata / "saved_model_half_plus_two_2_versions"
     base = tmp_path / "half_plus_two"
     base.mkdir()
     copy_version(versions / "00000123", base, 123)
@@ -141,9 +141,9 @@ def test_rollover_under_load_loses_no_request(tf_serving_testdata: Path, tmp_pat
 
 @pytest.mark.slow
 def test_corrupt_new_version_is_reported_and_old_keeps_serving(
-    tf_serving_testdata: Path, tmp_path: Path
+    testdata: Path, tmp_path: Path
 ) -> None:
-    versions = tf_serving_testdata / "saved_model_half_plus_two_2_versions"
+    versions = testdata / "saved_model_half_plus_two_2_versions"
     base = tmp_path / "half_plus_two"
     base.mkdir()
     copy_version(versions / "00000123", base, 123)

@@ -30,8 +30,8 @@ BODY = json.dumps({"instances": [i * 0.37 for i in range(VALUES)]}).encode()
 MAX_FAULTS_PER_REQUEST = 200
 
 
-def test_large_requests_reuse_freed_memory(tf_serving_testdata: Path) -> None:
-    model = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+def test_large_requests_reuse_freed_memory(testdata: Path) -> None:
+    model = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(["--model_name=hp2", f"--model_base_path={model}"]) as server:
         server.wait_healthy()
         url = f"http://127.0.0.1:{server.rest_port}/v1/models/hp2:predict"
@@ -64,7 +64,7 @@ def _models_request(*models: tuple[str, Path]) -> model_management_pb2.ReloadCon
     return request
 
 
-def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, tf_serving_testdata: Path) -> None:
+def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, testdata: Path) -> None:
     """The heap kept for requests must not keep an unloaded version's weights too, in any
     arena (daemon.heap_reuse), with TensorFlow's tensors from malloc as an operator who
     needs the memory back sets them (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1; the default on a CPU
@@ -76,7 +76,7 @@ def test_an_unloaded_model_gives_its_memory_back(tmp_path: Path, tf_serving_test
     where oneDNN is on). RSS is read until it drops (a few seconds at most), since a page
     freed just after END still counts."""
     export_mlp(tmp_path / "big" / "1", BIG_LAYERS)
-    small = ("hp2", tf_serving_testdata / "saved_model_half_plus_two_cpu")
+    small = ("hp2", testdata / "saved_model_half_plus_two_cpu")
     config = tmp_path / "models.config"
     config.write_text(
         text_format.MessageToString(_models_request(small, ("big", tmp_path / "big")).config)

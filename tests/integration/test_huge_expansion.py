@@ -34,9 +34,9 @@ def _ticks(pid: int) -> tuple[int, int]:
 
 
 def test_a_broadcast_request_is_expanded_and_answered_off_the_loop(
-    tf_serving_testdata: Path,
+    testdata: Path,
 ) -> None:
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+    base = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(["--model_name=hp2", f"--model_base_path={base}"]) as server:
         server.wait_healthy()
         request = predict_pb2.PredictRequest()

@@ -46,16 +46,16 @@ def predict(channel: grpc.Channel, name: str, x: float = 2.0, timeout: float = 3
     return float(tf.make_ndarray(reply.outputs["y"]).ravel()[0])
 
 
-def test_good_model_config_serves_both_models(tf_serving_testdata: Path, tmp_path: Path) -> None:
-    config = good_config(tf_serving_testdata, tmp_path)
+def test_good_model_config_serves_both_models(testdata: Path, tmp_path: Path) -> None:
+    config = good_config(testdata, tmp_path)
     with ServingdProcess([f"--model_config_file={config}"]) as server:
         server.wait_healthy()
         assert predict(server.channel(), "half_plus_two") == 3.0
         assert predict(server.channel(), "half_plus_three") == 4.0
 
 
-def test_bad_model_config_is_refused_with_file_and_position(tf_serving_testdata: Path) -> None:
-    bad = tf_serving_testdata / "bad_model_config.txt"
+def test_bad_model_config_is_refused_with_file_and_position(testdata: Path) -> None:
+    bad = testdata / "bad_model_config.txt"
     result = subprocess.run(
         [*servingd_command(), f"--model_config_file={bad}", "--check_config"],
         capture_output=True,
@@ -67,8 +67,8 @@ def test_bad_model_config_is_refused_with_file_and_position(tf_serving_testdata:
     assert "ModelServerConfig" in result.stderr
 
 
-def test_check_config_validates_without_serving(tf_serving_testdata: Path, tmp_path: Path) -> None:
-    config = good_config(tf_serving_testdata, tmp_path)
+def test_check_config_validates_without_serving(testdata: Path, tmp_path: Path) -> None:
+    config = good_config(testdata, tmp_path)
     result = subprocess.run(
         [*servingd_command(), f"--model_config_file={config}", "--check_config"],
         capture_output=True,
@@ -81,10 +81,10 @@ def test_check_config_validates_without_serving(tf_serving_testdata: Path, tmp_p
 
 @pytest.mark.slow
 def test_reload_config_request_swaps_models_while_a_client_calls(
-    tf_serving_testdata: Path, tmp_path: Path
+    testdata: Path, tmp_path: Path
 ) -> None:
-    two = tf_serving_testdata / "saved_model_half_plus_two_cpu"
-    three = tf_serving_testdata / "saved_model_half_plus_three"
+    two = testdata / "saved_model_half_plus_two_cpu"
+    three = testdata / "saved_model_half_plus_three"
     first = tmp_path / "first.config"
     first.write_text(
         f'model_config_list {{ config {{ name: "half_plus_two" base_path: "{two}" '
@@ -146,12 +146,10 @@ def test_reload_config_request_swaps_models_while_a_client_calls(
         assert predict(server.channel(), "half_plus_three") == 4.0
 
 
-def test_metrics_health_reflection_and_unix_socket(
-    tf_serving_testdata: Path, tmp_path: Path
-) -> None:
+def test_metrics_health_reflection_and_unix_socket(testdata: Path, tmp_path: Path) -> None:
     socket_path = tmp_path / "servingd.sock"
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
-    monitoring = tf_serving_testdata / "monitoring_config.txt"
+    base = testdata / "saved_model_half_plus_two_cpu"
+    monitoring = testdata / "monitoring_config.txt"
     with ServingdProcess(
         [
             "--model_name=half_plus_two",
@@ -192,12 +190,12 @@ def test_metrics_health_reflection_and_unix_socket(
 
 @pytest.mark.slow
 def test_model_config_file_is_polled_and_a_bad_edit_keeps_the_running_config(
-    tf_serving_testdata: Path, tmp_path: Path
+    testdata: Path, tmp_path: Path
 ) -> None:
     import time
 
-    two = tf_serving_testdata / "saved_model_half_plus_two_cpu"
-    three = tf_serving_testdata / "saved_model_half_plus_three"
+    two = testdata / "saved_model_half_plus_two_cpu"
+    three = testdata / "saved_model_half_plus_three"
 
     def entry(name: str, path: Path) -> str:
         return f'config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }}'

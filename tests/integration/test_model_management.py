@@ -46,10 +46,8 @@ def _refusal(target: str, request: object, **kwargs: object) -> grpc.RpcError:
     return refused.value
 
 
-def test_an_empty_or_unsupported_reload_changes_nothing(
-    tf_serving_testdata: Path, tmp_path: Path
-) -> None:
-    config = good_config(tf_serving_testdata, tmp_path)
+def test_an_empty_or_unsupported_reload_changes_nothing(testdata: Path, tmp_path: Path) -> None:
+    config = good_config(testdata, tmp_path)
     with ServingdProcess([f"--model_config_file={config}"]) as server:
         server.wait_healthy()
         custom = model_server_config_pb2.ModelServerConfig()
@@ -67,12 +65,12 @@ def test_an_empty_or_unsupported_reload_changes_nothing(
 
 @pytest.mark.parametrize("token", [False, True])
 def test_reload_from_another_machine_needs_the_admin_token(
-    tf_serving_testdata: Path, tmp_path: Path, token: bool
+    testdata: Path, tmp_path: Path, token: bool
 ) -> None:
     outward = _outward_address()
     if outward is None:
         pytest.skip("this machine has no address other than loopback")
-    config = good_config(tf_serving_testdata, tmp_path)
+    config = good_config(testdata, tmp_path)
     flags = [f"--model_config_file={config}", "--grpc_bind_address=0.0.0.0"]
     if token:
         (tmp_path / "token").write_text("s3cret\n")

@@ -16,8 +16,8 @@ from support.servingd_process import ServingdProcess
 
 
 @pytest.fixture(scope="module")
-def server(tf_serving_testdata: Path) -> Iterator[ServingdProcess]:
-    base_path = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+def server(testdata: Path) -> Iterator[ServingdProcess]:
+    base_path = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(
         ["--model_name=half_plus_two", f"--model_base_path={base_path}"]
     ) as process:
@@ -155,8 +155,8 @@ def test_status(server: ServingdProcess) -> None:
     assert missing_status == 404 and "nope" in missing["error"]
 
 
-def test_metadata_matches_tf_serving(server: ServingdProcess, tf_serving_testdata: Path) -> None:
-    expected = json.loads((tf_serving_testdata / "half_plus_two_model_metadata.json").read_text())
+def test_metadata_matches_tf_serving(server: ServingdProcess, testdata: Path) -> None:
+    expected = json.loads((testdata / "half_plus_two_model_metadata.json").read_text())
     status, body = call(server, "/v1/models/half_plus_two/metadata")
     assert status == 200, body
     assert body["model_spec"] == {**expected["model_spec"], "name": "half_plus_two"}
@@ -175,9 +175,7 @@ def test_health_and_model_list(server: ServingdProcess) -> None:
     assert body["models"][0]["model_version_status"][0]["state"] == "AVAILABLE"
 
 
-def test_grpc_metadata_matches_tf_serving(
-    server: ServingdProcess, tf_serving_testdata: Path
-) -> None:
+def test_grpc_metadata_matches_tf_serving(server: ServingdProcess, testdata: Path) -> None:
     from google.protobuf import json_format
     from tensorflow_serving.apis import (
         get_model_metadata_pb2,
@@ -193,18 +191,18 @@ def test_grpc_metadata_matches_tf_serving(
     assert reply.model_spec.version.value == 123
     signatures = get_model_metadata_pb2.SignatureDefMap()
     assert reply.metadata["signature_def"].Unpack(signatures)
-    expected = json.loads((tf_serving_testdata / "half_plus_two_model_metadata.json").read_text())
+    expected = json.loads((testdata / "half_plus_two_model_metadata.json").read_text())
     got = json_format.MessageToDict(
         signatures, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     assert got == expected["metadata"]["signature_def"]
 
 
-def test_cors_headers_only_when_enabled(server: ServingdProcess, tf_serving_testdata: Path) -> None:
+def test_cors_headers_only_when_enabled(server: ServingdProcess, testdata: Path) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/half_plus_two")
     with urllib.request.urlopen(request, timeout=10) as reply:
         assert "Access-Control-Allow-Origin" not in reply.headers
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+    base = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(
         [
             "--model_name=half_plus_two",

@@ -36,8 +36,8 @@ def _server(testdata: Path, *flags: str) -> ServingdProcess:
 
 
 @pytest.fixture(scope="module")
-def slow_server(tf_serving_testdata: Path) -> Iterator[ServingdProcess]:
-    with _server(tf_serving_testdata, f"--rest_api_timeout_in_ms={int(TIMEOUT_S * 1000)}") as s:
+def slow_server(testdata: Path) -> Iterator[ServingdProcess]:
+    with _server(testdata, f"--rest_api_timeout_in_ms={int(TIMEOUT_S * 1000)}") as s:
         s.wait_healthy()
         yield s
 
@@ -72,9 +72,9 @@ def _upload_all_but_the_last_byte(sock: socket.socket, sent: threading.Event) ->
 
 
 def test_abandoned_big_uploads_hold_at_most_the_cap_and_memory_comes_back(
-    tf_serving_testdata: Path,
+    testdata: Path,
 ) -> None:
-    with _server(tf_serving_testdata, "--max_in_flight_requests=2") as server:
+    with _server(testdata, "--max_in_flight_requests=2") as server:
         server.wait_healthy()
         pid = server.proc.pid
         baseline = _rss_mib(pid)

@@ -37,8 +37,8 @@ def s3() -> Iterator[MotoServer]:
 
 
 @pytest.fixture(scope="module")
-def hp2(tf_serving_testdata: Path) -> Path:
-    return tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+def hp2(testdata: Path) -> Path:
+    return testdata / "saved_model_half_plus_two_cpu" / "00000123"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""SavedModelLoader / SavedModelServable against TF Serving's own test models."""
+"""SavedModelLoader / SavedModelServable against the test models (support.testdata)."""
 
 from __future__ import annotations
 
@@ -29,15 +29,15 @@ def _load(path: Path, name: str, version: int = 123, **opts: object) -> SavedMod
 
 
 @pytest.fixture(scope="session")
-def half_plus_two_tf1(tf_serving_testdata: Path) -> Iterator[SavedModelServable]:
-    loader = _load(tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123", "hp2")
+def half_plus_two_tf1(testdata: Path) -> Iterator[SavedModelServable]:
+    loader = _load(testdata / "saved_model_half_plus_two_cpu" / "00000123", "hp2")
     yield loader.servable()
     loader.unload()
 
 
 @pytest.fixture(scope="session")
-def half_plus_two_tf2(tf_serving_testdata: Path) -> Iterator[SavedModelServable]:
-    loader = _load(tf_serving_testdata / "saved_model_half_plus_two_tf2_cpu" / "00000123", "hp2tf2")
+def half_plus_two_tf2(testdata: Path) -> Iterator[SavedModelServable]:
+    loader = _load(testdata / "saved_model_half_plus_two_tf2_cpu" / "00000123", "hp2tf2")
     yield loader.servable()
     loader.unload()
 
@@ -52,9 +52,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def broken_copy(tf_serving_testdata: Path, tmp_path: Path) -> Path:
+def broken_copy(testdata: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "00000123"
-    shutil.copytree(tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123", dst)
+    shutil.copytree(testdata / "saved_model_half_plus_two_cpu" / "00000123", dst)
     return dst
 
 
@@ -105,8 +105,8 @@ def test_signature_def_map_and_init_op(
         half_plus_two_tf2.run(init, {})
 
 
-def test_counter_model_keeps_state(tf_serving_testdata: Path) -> None:
-    loader = _load(tf_serving_testdata / "saved_model_counter" / "00000123", "counter")
+def test_counter_model_keeps_state(testdata: Path) -> None:
+    loader = _load(testdata / "saved_model_counter" / "00000123", "counter")
     try:
         s = loader.servable()
         assert s.run(s.signature("reset_counter"), {})["output"] == 0
@@ -119,10 +119,10 @@ def test_counter_model_keeps_state(tf_serving_testdata: Path) -> None:
         loader.unload()
 
 
-def test_loader_contract(tf_serving_testdata: Path) -> None:
+def test_loader_contract(testdata: Path) -> None:
     loader = SavedModelLoader(
         ServableId("hp3", 123),
-        str(tf_serving_testdata / "saved_model_half_plus_three" / "00000123"),
+        str(testdata / "saved_model_half_plus_three" / "00000123"),
     )
     assert isinstance(loader, Loader)
     est = loader.estimate_resources()
@@ -139,8 +139,8 @@ def test_loader_contract(tf_serving_testdata: Path) -> None:
         s.run(s.signature(), {"x": X}, ["y"])  # a fetch set not cached yet
 
 
-def test_session_options_are_applied(tf_serving_testdata: Path) -> None:
-    path = tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+def test_session_options_are_applied(testdata: Path) -> None:
+    path = testdata / "saved_model_half_plus_two_cpu" / "00000123"
     loader = _load(path, "hp2", intra_op_parallelism=1, inter_op_parallelism=1, device="CPU")
     try:
         s = loader.servable()

@@ -1,6 +1,6 @@
 """Classify, Regress, MultiInference (gRPC) and :classify / :regress (REST) end to end.
 
-The real daemon serves TF Serving's saved_model_half_plus_two_cpu; requests go through the
+The real daemon serves saved_model_half_plus_two_cpu (support.testdata); requests go through the
 official tensorflow_serving.apis stubs and plain HTTP. Expected values are those of TF
 Serving's own tests (tensorflow_model_server_test.py, multi_inference_test.cc): y = 0.5x + 2
 (classify_x_to_y, regress_x_to_y) and y2 = 0.5x + 3 (regress_x_to_y2).
@@ -33,8 +33,8 @@ REGRESS = "tensorflow/serving/regress"
 
 
 @pytest.fixture(scope="module")
-def server(tf_serving_testdata: Path) -> Iterator[ServingdProcess]:
-    base_path = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+def server(testdata: Path) -> Iterator[ServingdProcess]:
+    base_path = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess([f"--model_name={MODEL}", f"--model_base_path={base_path}"]) as process:
         process.wait_healthy()
         yield process
@@ -140,11 +140,11 @@ def test_multi_inference_two_regressions(stub: Any) -> None:
     assert [r.regression_result.regressions[0].value for r in reply.results] == [3.0, 4.0]
 
 
-def test_multi_inference_feeds_each_distinct_input_tensor(tf_serving_testdata: Path) -> None:
+def test_multi_inference_feeds_each_distinct_input_tensor(testdata: Path) -> None:
     # A model saved with tf.saved_model.save gives each signature its own input tensor
     # (classify_x_to_y_inputs, regress_x_to_y_inputs): current TF Serving feeds the
     # request's examples to each of them, in one run.
-    base_path = tf_serving_testdata / "saved_model_half_plus_two_tf2_cpu"
+    base_path = testdata / "saved_model_half_plus_two_tf2_cpu"
     with ServingdProcess([f"--model_name={MODEL}", f"--model_base_path={base_path}"]) as tf2:
         tf2.wait_healthy()
         stub = prediction_service_pb2_grpc.PredictionServiceStub(tf2.channel())

@@ -34,10 +34,10 @@ def health(channel: grpc.Channel) -> int:
 
 
 @pytest.mark.slow
-def test_mutual_tls(tf_serving_testdata: Path, tmp_path: Path) -> None:
+def test_mutual_tls(testdata: Path, tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     config = ssl_config(tmp_path / "ssl.config", pki.server_key, pki.server_cert, pki.ca_cert, True)
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+    base = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(
         ["--model_name=half_plus_two", f"--model_base_path={base}", f"--ssl_config_file={config}"],
         rest=False,
@@ -87,7 +87,7 @@ def test_ssl_config_with_paths_instead_of_pem_is_refused(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_rest_tls_and_mutual_tls(tf_serving_testdata: Path, tmp_path: Path) -> None:
+def test_rest_tls_and_mutual_tls(testdata: Path, tmp_path: Path) -> None:
     import json
     import ssl
     import urllib.error
@@ -97,7 +97,7 @@ def test_rest_tls_and_mutual_tls(tf_serving_testdata: Path, tmp_path: Path) -> N
     config = ssl_config(
         tmp_path / "rest.config", pki.server_key, pki.server_cert, pki.ca_cert, True
     )
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+    base = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(
         [
             "--model_name=half_plus_two",

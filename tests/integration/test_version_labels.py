@@ -46,9 +46,9 @@ def predict_by_label(channel: grpc.Channel, label: str) -> int:
 
 
 def test_labels_route_requests_and_refuse_unavailable_versions(
-    tf_serving_testdata: Path, tmp_path: Path
+    testdata: Path, tmp_path: Path
 ) -> None:
-    base = tf_serving_testdata / "saved_model_half_plus_two_2_versions"
+    base = testdata / "saved_model_half_plus_two_2_versions"
     config = tmp_path / "models.config"
     config.write_text(CONFIG % (base, 124))
     with ServingdProcess([f"--model_config_file={config}"]) as server:

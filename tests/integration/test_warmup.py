@@ -1,13 +1,12 @@
 """Model warmup: assets.extra/tf_serving_warmup_requests is replayed before a version serves.
 
-TF Serving's saved_model_counter (a TF1 model with a counter variable) shows that records
-really ran: every ``incr_counter`` Predict adds one, and ``get_counter`` reads the total.
+The counter model (TF1, a reference variable, as TF Serving's saved_model_counter) shows that
+records really ran: every ``incr_counter`` Predict adds one, and ``get_counter`` reads the total.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +22,13 @@ from servingd.core import errors
 from servingd.core.ids import ServableId
 from servingd.servables.saved_model import SavedModelLoader
 from servingd.servables.warmup import MAX_NUM_RECORDS, WarmupOptions
+from servingd.tools.reference_models import write_warmup_requests
 from support.servingd_process import ServingdProcess
 
 
-def counter_copy(tf_serving_testdata: Path, base: Path) -> Path:
+def counter_copy(testdata: Path, base: Path) -> Path:
     target = base / "counter" / "1"
-    shutil.copytree(tf_serving_testdata / "saved_model_counter" / "00000123", target)
+    shutil.copytree(testdata / "saved_model_counter" / "00000123", target)
     return target
 
 
@@ -37,15 +37,6 @@ def predict_log(signature: str) -> prediction_log_pb2.PredictionLog:
     log.predict_log.request.model_spec.name = "ignored"
     log.predict_log.request.model_spec.signature_name = signature
     return log
-
-
-def write_warmup(version_dir: Path, records: Sequence[bytes]) -> Path:
-    path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in records:
-            writer.write(record)
-    return path
 
 
 def load(version_dir: Path, warmup: WarmupOptions | None) -> SavedModelLoader:
@@ -61,10 +52,10 @@ def counter_value(loader: SavedModelLoader) -> int:
 
 @pytest.mark.parametrize(("iterations", "expected"), [(1, 3), (2, 6)])
 def test_records_are_replayed_num_request_iterations_times(
-    tf_serving_testdata: Path, tmp_path: Path, iterations: int, expected: int
+    testdata: Path, tmp_path: Path, iterations: int, expected: int
 ) -> None:
-    version_dir = counter_copy(tf_serving_testdata, tmp_path)
-    write_warmup(version_dir, [predict_log("incr_counter").SerializeToString()] * 3)
+    version_dir = counter_copy(testdata, tmp_path)
+    write_warmup_requests(version_dir, [predict_log("incr_counter").SerializeToString()] * 3)
     loader = load(version_dir, WarmupOptions(num_request_iterations=iterations))
     try:
         assert counter_value(loader) == expected
@@ -72,15 +63,13 @@ def test_records_are_replayed_num_request_iterations_times(
         loader.unload()
 
 
-def test_disabled_warmup_and_missing_file_load_cold(
-    tf_serving_testdata: Path, tmp_path: Path
-) -> None:
-    version_dir = counter_copy(tf_serving_testdata, tmp_path)
+def test_disabled_warmup_and_missing_file_load_cold(testdata: Path, tmp_path: Path) -> None:
+    version_dir = counter_copy(testdata, tmp_path)
     for warmup in (None, WarmupOptions(enabled=True)):  # no file yet: fine
         loader = load(version_dir, warmup)
         assert counter_value(loader) == 0
         loader.unload()
-    write_warmup(version_dir, [predict_log("incr_counter").SerializeToString()])
+    write_warmup_requests(version_dir, [predict_log("incr_counter").SerializeToString()])
     loader = load(version_dir, WarmupOptions(enabled=False))
     assert counter_value(loader) == 0
     loader.unload()
@@ -112,14 +101,14 @@ def test_disabled_warmup_and_missing_file_load_cold(
     ],
 )
 def test_bad_warmup_fails_the_load_naming_file_and_record(
-    tf_serving_testdata: Path,
+    testdata: Path,
     tmp_path: Path,
     records: list[bytes],
     error: type[errors.ServingError],
     message: str,
 ) -> None:
-    version_dir = counter_copy(tf_serving_testdata, tmp_path)
-    path = write_warmup(version_dir, records)
+    version_dir = counter_copy(testdata, tmp_path)
+    path = write_warmup_requests(version_dir, records)
     loader = SavedModelLoader(ServableId("counter", 1), str(version_dir), warmup=WarmupOptions())
     with pytest.raises(error) as info:
         loader.load()
@@ -132,10 +121,8 @@ def test_bad_warmup_fails_the_load_naming_file_and_record(
     loader.unload()
 
 
-def test_a_file_that_is_not_tfrecord_is_data_loss(
-    tf_serving_testdata: Path, tmp_path: Path
-) -> None:
-    version_dir = counter_copy(tf_serving_testdata, tmp_path)
+def test_a_file_that_is_not_tfrecord_is_data_loss(testdata: Path, tmp_path: Path) -> None:
+    version_dir = counter_copy(testdata, tmp_path)
     path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not a TFRecord file at all")
@@ -145,11 +132,9 @@ def test_a_file_that_is_not_tfrecord_is_data_loss(
     assert "Please verify your warmup data is in TFRecord format." in info.value.message
 
 
-def test_classify_regress_multi_inference_records(
-    tf_serving_testdata: Path, tmp_path: Path
-) -> None:
+def test_classify_regress_multi_inference_records(testdata: Path, tmp_path: Path) -> None:
     version_dir = tmp_path / "hp2" / "123"
-    shutil.copytree(tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123", version_dir)
+    shutil.copytree(testdata / "saved_model_half_plus_two_cpu" / "00000123", version_dir)
     classify = prediction_log_pb2.PredictionLog()
     request = classify.classify_log.request
     request.model_spec.signature_name = "classify_x_to_y"
@@ -167,11 +152,11 @@ def test_classify_regress_multi_inference_records(
     bad.regress_log.request.model_spec.signature_name = "classify_x_to_y"
     bad.regress_log.request.input.CopyFrom(request.input)
     records = [r.SerializeToString() for r in (classify, regress, multi)]
-    path = write_warmup(version_dir, records)
+    path = write_warmup_requests(version_dir, records)
     loader = SavedModelLoader(ServableId("hp2", 123), str(version_dir), warmup=WarmupOptions())
     loader.load()
     loader.unload()
-    write_warmup(version_dir, [*records, bad.SerializeToString()])
+    write_warmup_requests(version_dir, [*records, bad.SerializeToString()])
     with pytest.raises(errors.InvalidArgument) as info:
         loader.load()
     assert f"Warmup record 4 (regress_log) of {path} failed: No regression outputs found" in (
@@ -180,9 +165,9 @@ def test_classify_regress_multi_inference_records(
 
 
 @pytest.mark.slow
-def test_daemon_warms_up_before_available(tf_serving_testdata: Path, tmp_path: Path) -> None:
-    version_dir = counter_copy(tf_serving_testdata, tmp_path)
-    write_warmup(version_dir, [predict_log("incr_counter").SerializeToString()] * 2)
+def test_daemon_warms_up_before_available(testdata: Path, tmp_path: Path) -> None:
+    version_dir = counter_copy(testdata, tmp_path)
+    write_warmup_requests(version_dir, [predict_log("incr_counter").SerializeToString()] * 2)
     with ServingdProcess(
         [
             "--model_name=counter",

@@ -106,9 +106,9 @@ def _cases(server: ServingdProcess) -> list[tuple[str, Callable[[], str]]]:
     ]
 
 
-def test_bad_input_soak(tf_serving_testdata: Path, figure: Callable[..., str]) -> None:
+def test_bad_input_soak(testdata: Path, figure: Callable[..., str]) -> None:
     seconds = soak_count(5, 60)
-    base = tf_serving_testdata / "saved_model_half_plus_two_cpu"
+    base = testdata / "saved_model_half_plus_two_cpu"
     with ServingdProcess(["--model_name=hp2", f"--model_base_path={base}"]) as server:
         server.wait_healthy()
         log_before = len(server.output().encode())

@@ -1,6 +1,6 @@
 """The REST API fuzzed from its own OpenAPI description (docs/openapi.yaml) by schemathesis.
 
-A real daemon serves TF Serving's half_plus_two (whose signatures include predict,
+A real daemon serves the TF1 half_plus_two (whose signatures include predict,
 classify and regress) with Prometheus metrics on TF Serving's default path; schemathesis
 generates valid and invalid requests for every operation of the spec (examples, coverage
 and fuzzing phases) and checks every answer: never a 5xx, status codes, content types,
@@ -44,7 +44,7 @@ CHECKS = (
 
 
 def test_rest_api_fuzzed_from_its_openapi_description(
-    tf_serving_testdata: Path, tmp_path: Path, figure: Callable[..., str]
+    testdata: Path, tmp_path: Path, figure: Callable[..., str]
 ) -> None:
     pytest.importorskip("schemathesis", reason="schemathesis is in requirements/dev.txt")
     examples = soak_count(25, 300)
@@ -53,8 +53,8 @@ def test_rest_api_fuzzed_from_its_openapi_description(
     with ServingdProcess(
         [
             "--model_name=half_plus_two",
-            f"--model_base_path={tf_serving_testdata / 'saved_model_half_plus_two_cpu'}",
-            f"--monitoring_config_file={tf_serving_testdata / 'monitoring_config.txt'}",
+            f"--model_base_path={testdata / 'saved_model_half_plus_two_cpu'}",
+            f"--monitoring_config_file={testdata / 'monitoring_config.txt'}",
         ]
     ) as server:
         server.wait_healthy()

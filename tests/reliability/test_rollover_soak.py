@@ -27,11 +27,9 @@ pytestmark = pytest.mark.slow
 CLIENTS = 16
 
 
-def test_rollover_soak(
-    tf_serving_testdata: Path, tmp_path: Path, figure: Callable[..., str]
-) -> None:
+def test_rollover_soak(testdata: Path, tmp_path: Path, figure: Callable[..., str]) -> None:
     swaps = soak_count(10, 50)
-    source = tf_serving_testdata / "saved_model_half_plus_two_2_versions" / "00000123"
+    source = testdata / "saved_model_half_plus_two_2_versions" / "00000123"
     base = tmp_path / "half_plus_two"
     base.mkdir()
     copy_version(source, base, 1)

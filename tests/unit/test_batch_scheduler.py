@@ -16,7 +16,12 @@ import pytest
 
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import SharedBatchScheduler
-from servingd.batching.session import FROM_VERSION, SHORT_BATCH_RUN_S, BatchingSession
+from servingd.batching.session import (
+    FROM_VERSION,
+    SHORT_BATCH_RUN_S,
+    BatchingSession,
+    BatchRunTimes,
+)
 from servingd.batching.version_parameters import read_version_parameters
 from servingd.config.errors import ConfigError
 from servingd.core import metrics
@@ -45,6 +50,24 @@ class FakeSignature:
         return tuple(output_filter) or tuple(self.outputs)
 
 
+class StepClock:
+    """Monotonic seconds that move only when a fake run says it took time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_by(session: BatchingSession, *servables: FakeServable) -> None:
+    """The session measures batched runs with a clock that only these servables move."""
+    clock = StepClock()
+    session.run_times = BatchRunTimes(clock)
+    for servable in servables:
+        servable.clock = clock
+
+
 class FakeServable:
     """Records every batch it runs; can be held closed with `gate`."""
 
@@ -56,6 +79,9 @@ class FakeServable:
         self.fetched: list[tuple[str, ...]] = []
         self.in_caller_thread: list[bool] = []
         self.run_seconds = 0.0
+        # With a clock, a run advances it by run_seconds instead of sleeping: the run takes
+        # exactly that long whatever else the machine does.
+        self.clock: StepClock | None = None
 
     def run(
         self,
@@ -68,7 +94,10 @@ class FakeServable:
         self.entered.set()
         assert self.gate.wait(WAIT)
         self.in_caller_thread.append(in_caller_thread)
-        time.sleep(self.run_seconds)
+        if self.clock is None:
+            time.sleep(self.run_seconds)
+        else:
+            self.clock.now += self.run_seconds
         x = inputs["x"]
         self.batches.append(x.copy())
         self.fetched.append(tuple(output_filter))
@@ -343,11 +372,12 @@ def test_short_batched_runs_execute_tensorflow_in_the_batch_thread(
 ) -> None:
     params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1)
     servable = FakeServable()
+    reloaded = FakeServable()  # another version object: a record of its own
+    timed_by(session, servable, reloaded)
     for i in range(3):
         submit(session, servable, rows(i, 1), params).result(WAIT)
     # the first run has no record yet: TensorFlow's threads; then it is known to be short
     assert servable.in_caller_thread == [False, True, True]
-    reloaded = FakeServable()  # another version object: a record of its own
     submit(session, reloaded, rows(0, 1), params).result(WAIT)
     assert reloaded.in_caller_thread == [False]
 
@@ -355,13 +385,14 @@ def test_short_batched_runs_execute_tensorflow_in_the_batch_thread(
 def test_long_batched_runs_keep_tensorflow_threads(session: BatchingSession) -> None:
     params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1)
     slow = FakeServable()
+    medium = FakeServable()
+    timed_by(session, slow, medium)
     slow.run_seconds = 5 * SHORT_BATCH_RUN_S
     for i in range(3):
         submit(session, slow, rows(i, 1), params).result(WAIT)
     assert slow.in_caller_thread == [False, False, False]
     # The estimate scales with the padded rows: 1 row in 3/4 of the limit is short for one
     # row, not for two.
-    medium = FakeServable()
     medium.run_seconds = 0.75 * SHORT_BATCH_RUN_S
     submit(session, medium, rows(0, 1), params).result(WAIT)
     submit(session, medium, rows(1, 2), params).result(WAIT)

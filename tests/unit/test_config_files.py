@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from servingd.cli.main import main as servingctl
+from servingd.cli.main import parse_args as servingctl_args
 from servingd.config.errors import ConfigError
 from servingd.config.load import load_settings
 from servingd.config.settings import ServerSettings
@@ -219,6 +220,39 @@ def test_servingctl_check_config(etc: Path, caplog: pytest.LogCaptureFixture) ->
     bad = write(etc / "models.d/b.yaml", "base_path: b\ndevice: [GPU]\n")
     assert servingctl([config, "check-config"]) == 1
     assert f"{bad}:2: device must be a single value, got a list" in caplog.text
+
+
+def test_servingctl_options_go_before_or_after_the_command(etc: Path) -> None:
+    config = str(etc / "servingd.yaml")
+    assert servingctl(["check-config", "--config", config]) == 0
+    assert servingctl(["check-config", f"--config={config}"]) == 0
+    assert servingctl_args([f"--config={config}", "check-config"]).config == config
+    assert servingctl_args(["status"]).config == "/etc/servingd/servingd.yaml"
+    after = servingctl_args(["--http-timeout=5", "status", "--rest-url", "http://h:1"])
+    assert (after.http_timeout, after.rest_url) == (5.0, "http://h:1")
+
+
+def test_servingctl_models_lists_the_configured_models(
+    etc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(etc / "models.d/b.yaml", "base_path: /srv/b\nversion_policy: {specific: [1, 3]}\n")
+    assert servingctl(["models", f"--config={etc / 'servingd.yaml'}"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        ["MODEL", "VERSIONS", "BASE", "PATH"],
+        ["a", "latest", "1", "/srv/a"],
+        ["b", "specific", "1,3", "/srv/b"],
+    ]
+
+
+def test_servingctl_predict_takes_the_body_once() -> None:
+    body = '{"instances": [1.0]}'
+    assert servingctl_args(["predict", "m", body]).json == body
+    assert servingctl_args(["predict", "m", "--json", body]).json == body
+    for twice_or_never in (["predict", "m", body, "--json", body], ["predict", "m"]):
+        with pytest.raises(SystemExit) as exited:
+            servingctl_args(twice_or_never)
+        assert exited.value.code == 2
 
 
 def test_batching_value_error_names_the_key_line(etc: Path) -> None:

@@ -1,14 +1,17 @@
 """servingctl: a small admin CLI for the local servingd.
 
     servingctl status                         models, versions, states, errors, labels
+    servingctl models                         the configured models (no daemon needed)
     servingctl reload [--timeout S]           SIGHUP the daemon, wait, report the outcome
     servingctl check-config                   validate the configuration (exit 0 or 1)
-    servingctl predict MODEL --json '{...}'   POST /v1/models/MODEL:predict, print the reply
+    servingctl predict MODEL '{...}'          POST /v1/models/MODEL:predict, print the reply
+                                              (or --json '{...}')
 
 The daemon's REST address comes from the same servingd.yaml (`--config`, default
-/etc/servingd/servingd.yaml), or `--rest-url`. Exit status: 0 success, 1 failure (a
-refused config, an error reply), 2 usage errors, 3 daemon not reachable.
-"""
+/etc/servingd/servingd.yaml), or `--rest-url`. The options that apply to every command
+(--config, --rest-url, --http-timeout) go before or after the command. Exit status: 0
+success, 1 failure (a refused config, an error reply), 2 usage errors, 3 daemon not
+reachable."""
 
 from __future__ import annotations
 
@@ -25,9 +28,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from servingd.config.errors import ConfigError
+from servingd.sources.version_policy import Latest, ServableVersionPolicy, Specific
+
+if TYPE_CHECKING:
+    from servingd.config.settings import ServerSettings
 
 log = logging.getLogger("servingctl")
 
@@ -41,24 +48,63 @@ class Unreachable(Exception):
     """The daemon's REST API did not answer."""
 
 
+def _add_common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options of every command. The top-level parser holds the defaults; each
+    subcommand accepts them too (`servingctl check-config --config FILE`) without
+    resetting a value given before the command."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config",
+        default=default(DEFAULT_CONFIG),
+        help=f"servingd.yaml (default {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--rest-url", default=default(""), help="the daemon's REST API, e.g. " + DEFAULT_REST_URL
+    )
+    parser.add_argument(
+        "--http-timeout", type=float, default=default(30.0), help="per HTTP call, seconds"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="servingctl", description="Administer the local servingd.")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="servingd.yaml (default %(default)s)")
-    p.add_argument("--rest-url", default="", help="the daemon's REST API, e.g. " + DEFAULT_REST_URL)
-    p.add_argument("--http-timeout", type=float, default=30.0, help="per HTTP call, seconds")
+    _add_common_options(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="models, versions, states, errors, labels")
-    reload = sub.add_parser("reload", help="re-read the configuration (SIGHUP) and wait")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, parents=[common])
+
+    command("status", "models, versions, states, errors, labels")
+    command("models", "the configured models, their base paths and version policies")
+    reload = command("reload", "re-read the configuration (SIGHUP) and wait")
     reload.add_argument("--pid", type=int, default=0, help="the daemon's pid")
     reload.add_argument("--pid-file", default="", help="default: pid_file of servingd.yaml")
     reload.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
-    sub.add_parser("check-config", help="validate the configuration without serving")
-    predict = sub.add_parser("predict", help="POST a predict request (TF Serving REST body)")
+    command("check-config", "validate the configuration without serving")
+    predict = command("predict", "POST a predict request (TF Serving REST body)")
     predict.add_argument("model")
-    predict.add_argument("--json", required=True, help="e.g. '{\"instances\": [1.0, 2.0]}'")
+    predict.add_argument(
+        "body", nargs="?", default=None, help="the request body, e.g. '{\"instances\": [1.0]}'"
+    )
+    predict.add_argument("--json", default=None, help="the request body (instead of BODY)")
     predict.add_argument("--version", type=int, default=None)
     predict.add_argument("--label", default=None)
     return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict":
+        if (args.body is None) == (args.json is None):
+            parser.error("predict: give the request body once, as BODY or as --json BODY")
+        args.json = args.body if args.json is None else args.json
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,10 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(stderr_formatter(logging.Formatter("servingctl: %(message)s")))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         if args.command == "check-config":
             return check_config(args.config)
+        if args.command == "models":
+            return models(args.config, sys.stdout)
         rest_url = args.rest_url or rest_url_from_config(args.config)
         client = RestClient(rest_url, args.http_timeout)
         if args.command == "status":
@@ -129,19 +177,46 @@ class RestClient:
 
 
 # -- commands -----------------------------------------------------------------------------
-def check_config(config: str) -> int:
+def _load(config: str) -> ServerSettings | None:
     from servingd.config.load import load_settings
 
     try:
-        settings = load_settings([f"--config={config}"])
+        return load_settings([f"--config={config}"])
     except ConfigError as exc:
         log.error("configuration refused: %s", exc)
+        return None
+
+
+def check_config(config: str) -> int:
+    settings = _load(config)
+    if settings is None:
         return EXIT_FAILED
     from servingd.daemon.checks import missing_base_paths
 
     for warning in missing_base_paths(settings.models):
         log.warning("warning: %s", warning)
     log.info("configuration OK: %s, %d model(s)", config, len(settings.models))
+    return EXIT_OK
+
+
+def describe_policy(policy: ServableVersionPolicy) -> str:
+    if isinstance(policy, Latest):
+        return f"latest {policy.num_versions}"
+    if isinstance(policy, Specific):
+        return "specific " + ",".join(map(str, sorted(policy.versions)))
+    return "all"
+
+
+def models(config: str, out: TextIO) -> int:
+    """The models the configuration declares (what the daemon serves after a reload)."""
+    settings = _load(config)
+    if settings is None:
+        return EXIT_FAILED
+    rows = [("MODEL", "VERSIONS", "BASE PATH")]
+    rows += [(m.name, describe_policy(m.version_policy), m.base_path) for m in settings.models]
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, policy, base_path in rows:
+        out.write(f"{name.ljust(width[0])}  {policy.ljust(width[1])}  {base_path}\n")
     return EXIT_OK
 
 
@@ -279,7 +354,7 @@ def predict(client: RestClient, args: argparse.Namespace, out: TextIO) -> int:
     try:
         body = json.loads(args.json)
     except ValueError as exc:
-        log.error("--json is not valid JSON: %s", exc)
+        log.error("the request body is not valid JSON: %s", exc)
         return EXIT_USAGE
     path = f"/v1/models/{args.model}"
     if args.version is not None:

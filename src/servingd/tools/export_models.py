@@ -9,6 +9,8 @@
     python -m servingd.tools.export_models small_cnn_int8_tflite OUTDIR
     python -m servingd.tools.export_models mobilenet_v2 OUTDIR   (also resnet50,
         text_encoder, tabular, jpeg_classifier)
+    python -m servingd.tools.export_models half_plus_two_tf1 OUTDIR  (also: half_plus_two_tf2,
+        half_plus_three, counter)
 
 OUTDIR is the version directory (e.g. models/half_plus_two/1): it receives saved_model.pb,
 variables/ and so on. Nothing is downloaded or trained; weights come from a fixed seed.
@@ -31,6 +33,8 @@ variables/ and so on. Nothing is downloaded or trained; weights come from a fixe
 - mobilenet_v2, resnet50, text_encoder, tabular (Classify over tf.Example) and
   jpeg_classifier (JPEG bytes decoded in the graph): the models edge boxes run, with random
   weights; their signatures are in ``servingd.tools.edge_models``.
+- half_plus_two_tf1, half_plus_two_tf2, half_plus_three, counter: the models TF Serving tests
+  with, same contract, written by servingd's own code (see servingd.tools.reference_models).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from servingd.tools import edge_models
+from servingd.tools import edge_models, reference_models
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +213,10 @@ EXPORTERS: dict[str, Callable[[str | Path], Path]] = {
     "text_encoder": edge_models.export_text_encoder,
     "tabular": edge_models.export_tabular,
     "jpeg_classifier": edge_models.export_jpeg_classifier,
+    "half_plus_two_tf1": reference_models.export_half_plus_two_tf1,
+    "half_plus_two_tf2": reference_models.export_half_plus_two_tf2,
+    "half_plus_three": reference_models.export_half_plus_three,
+    "counter": reference_models.export_counter,
 }
 
 
