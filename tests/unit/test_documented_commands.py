@@ -26,6 +26,8 @@ PROGRAMS = ("servingd", "servingctl")
 SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "2>", "2>&1", "<"}
 MAN_PAGES = REPO_ROOT / "docs" / "man"
 UNITS = (REPO_ROOT / "debian" / "servingd.service",)
+# What systemd substitutes in an Exec line before the program sees it, with a sample value.
+UNIT_VARIABLES = {"${MAINPID}": "4242", "$MAINPID": "4242"}
 
 
 def documents() -> list[Path]:
@@ -84,6 +86,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     for unit in UNITS:
         for number, line in enumerate(unit.read_text().splitlines(), 1):
             if line.startswith("Exec"):
+                for variable, value in UNIT_VARIABLES.items():
+                    line = line.replace(variable, value)
                 command = command_argv(line.split("=", 1)[1].lstrip("-@+!"))
                 if command:
                     found.append((f"{unit.relative_to(REPO_ROOT)}:{number}", *command))
