@@ -209,8 +209,9 @@ def test_missing_base_path_is_the_models_error(
         missing.value.details()
     )
     _, text = servingctl_output(server, "status")
-    [row] = [ln for ln in text.splitlines() if ln.startswith("ghost ")]
-    assert "NO VERSIONS" in row and "does not exist" in row, text
+    # The versions table's row (the MODEL SOURCE section below it names ghost too).
+    [row] = [ln for ln in text.splitlines() if ln.startswith("ghost ") and "NO VERSIONS" in ln]
+    assert "does not exist" in row, text
 
 
 def test_reload_adding_a_model_does_not_wait_for_retries(

@@ -50,6 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingdProcess
     (etc / "servingd.yaml").write_text(
         f"compute_thread_nice: {COMPUTE_NICE}\n"
         "file_system_poll_wait_seconds: 0\n"
+        "version_settle_seconds: 0\n"  # just exported: the only poll must take it
         "models_dir: models.d\n"
         "logging: {level: info, target: stderr}\n"
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import shutil
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,8 +67,11 @@ def predict(channel: grpc.Channel, name: str, inputs: dict[str, np.ndarray]) -> 
 def rest(port: int, path: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
-    with urllib.request.urlopen(request, timeout=60) as reply:
-        return json.loads(reply.read())
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as exc:  # say what the server said
+        raise AssertionError(f"{path}: {exc.code} {exc.read()!r}") from exc
 
 
 def test_tflite_answers_equal_the_saved_model(server: ServingdProcess) -> None:
@@ -161,8 +166,18 @@ def test_labels_and_warmup(bases: dict[str, Path], tmp_path: Path) -> None:
         'model_platform: "tflite" model_version_policy { all {} } '
         'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } }'
     )
-    with ServingdProcess([f"--model_config_file={config}"]) as server:
+    # READY comes with version 1 serving; the label of version 2 (still warming up then) is
+    # kept for when it is AVAILABLE.
+    flags = [f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models"]
+    with ServingdProcess(flags) as server:
         server.wait_healthy()
+        deadline = time.monotonic() + 120
+        while True:
+            states = rest(server.rest_port, "/v1/models/half")["model_version_status"]
+            if sorted(s["state"] for s in states) == ["AVAILABLE", "AVAILABLE"]:
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
         reply = rest(
             server.rest_port, "/v1/models/half/labels/canary:predict", {"instances": [2.0]}
         )
@@ -229,8 +244,7 @@ def test_prefer_tflite_model_picks_the_tflite_file(bases: dict[str, Path], tmp_p
 def test_sixteen_clients_on_two_interpreters(bases: dict[str, Path]) -> None:
     settings = loopback_settings(
         models=(ModelConfig("half", str(bases["half_plus_two_tflite"]), platform="tflite"),),
-        num_tflite_pools=2,
-        inline_run_max_ms=0.0,  # every run on a worker thread: the pool is shared by them
+        num_tflite_pools=2,  # every run goes to a worker thread: they share the pool
     )
     with model_server_in_thread(settings) as running:
         handle = running.server.lookup.handle("half", None, None)
