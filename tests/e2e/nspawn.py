@@ -185,7 +185,9 @@ class Container:
                     f"systemd-nspawn exited with {self._nspawn.returncode} while booting; "
                     f"its console is in {self.log_path}"
                 )
-            self.init_pid = self.init_pid or self._child_of(self._nspawn.pid)
+            # Read again each time: nspawn's first child may be its short-lived outer child,
+            # not the container's init (seen under load; a cached dead PID never boots).
+            self.init_pid = self._child_of(self._nspawn.pid)
             if self.init_pid:
                 r = self.run(["systemctl", "is-system-running"], check=False, timeout=10)
                 state = r.stdout.strip()
