@@ -20,9 +20,12 @@ DEB_DIST = $(or $(DIST),$(HOST_DIST))
 DEB_DIR = build/deb/$(DEB_DIST)
 # Left behind by the purge of systemd itself (a dependency piuparts installs and purges with
 # us): its own tmpfiles.d create these at install time; no file of servingd's is among them.
+# trixie's systemd also links /etc/default/locale and /etc/vconsole.conf, and its apt leaves
+# debconf's template extraction directory (tmp.ci).
 PIUPARTS_IGNORES := --ignore=/root/.ssh/ --ignore=/var/cache/private/ \
 	--ignore=/var/lib/private/ --ignore=/var/log/private/ \
-	--ignore=/var/lib/systemd/coredump/ --ignore=/var/lib/systemd/pstore/
+	--ignore=/var/lib/systemd/coredump/ --ignore=/var/lib/systemd/pstore/ \
+	--ignore=/etc/default/locale --ignore=/etc/vconsole.conf --ignore=/var/cache/debconf/tmp.ci/
 
 .PHONY: venv run test test-fast lint unit integration bench soak deb deb-check e2e clean protos
 
