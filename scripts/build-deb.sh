@@ -46,10 +46,15 @@ else
     for v in $passed; do
         eval "[ -n \"\${$v:-}\" ]" && set -- "$@" "--setenv=$v=$(eval echo "\$$v")"
     done
-    for p in /etc/pip.conf /etc/xdg/pip /root/.config/pip /opt/pypi /opt/pypi-more /opt/wheels \
-        /etc/ssl/certs/ca-certificates.crt; do
+    # pip's configuration files, and every local path its settings name (file:// indexes,
+    # find-links, the certificate bundle): a file:// index's .../simple pages link to files
+    # beside it, so its parent directory goes in.
+    paths=$({ python3 -m pip config list 2>/dev/null || true; env | grep '^PIP_' || true; } |
+        grep -oE "(file://)?/[^ '\"]+" | sed -e 's|^file://||' -e 's|/simple/*$||' | sort -u)
+    for p in /etc/pip.conf /etc/xdg/pip $paths; do
         [ -e "$p" ] && set -- "$@" "--bind-ro=$p"
     done
+    [ -d "$HOME/.config/pip" ] && set -- "$@" "--bind-ro=$HOME/.config/pip:/root/.config/pip"
     PATH=/usr/sbin:/usr/bin:/sbin:/bin systemd-nspawn -q -D "$root" --register=no --keep-unit \
         --pipe --bind="$out:/build" --chdir=/build/src --setenv=PATH=/usr/sbin:/usr/bin:/sbin:/bin \
         --setenv=LC_ALL=C.UTF-8 --setenv=HOME=/root "$@" \
