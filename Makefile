@@ -13,12 +13,19 @@ PYTEST := $(PY) -m pytest
 # `make deb`: the Debian package (debian/, docs/packaging.md). Its build needs no .venv.
 DEB_APT_PACKAGES := debhelper dh-virtualenv python3-venv python3-dev libsystemd-dev pkg-config \
 	pandoc zstd lintian piuparts debootstrap systemd-container
-DEB_DIR := build/deb
+# DIST=bookworm|trixie builds (and checks, and e2e-tests) the package for that release inside a
+# debootstrap'd tree of it; without DIST, `make deb` builds here for this machine's release.
+HOST_DIST := $(shell . /etc/os-release && echo $$VERSION_CODENAME)
+DEB_DIST = $(or $(DIST),$(HOST_DIST))
+DEB_DIR = build/deb/$(DEB_DIST)
 # Left behind by the purge of systemd itself (a dependency piuparts installs and purges with
 # us): its own tmpfiles.d create these at install time; no file of servingd's is among them.
+# trixie's systemd also links /etc/default/locale and /etc/vconsole.conf, and its apt leaves
+# debconf's template extraction directory (tmp.ci).
 PIUPARTS_IGNORES := --ignore=/root/.ssh/ --ignore=/var/cache/private/ \
 	--ignore=/var/lib/private/ --ignore=/var/log/private/ \
-	--ignore=/var/lib/systemd/coredump/ --ignore=/var/lib/systemd/pstore/
+	--ignore=/var/lib/systemd/coredump/ --ignore=/var/lib/systemd/pstore/ \
+	--ignore=/etc/default/locale --ignore=/etc/vconsole.conf --ignore=/var/cache/debconf/tmp.ci/
 
 .PHONY: venv run test test-fast lint unit integration bench bench-quick bench-gpu soak deb deb-check e2e clean protos
 
@@ -97,20 +104,20 @@ protos: venv
 # TF_PACKAGE=tensorflow builds the GPU variant; DEB_COMPRESSION=xz|zstd|gzip overrides the choice.
 deb:
 	./scripts/apt-deps.sh $(DEB_APT_PACKAGES)
-	TF_PACKAGE=$(TF_PACKAGE) $(foreach v,DEB_COMPRESSION DEB_COMPRESSION_LEVEL,\
+	TF_PACKAGE=$(TF_PACKAGE) $(foreach v,DIST DEB_COMPRESSION DEB_COMPRESSION_LEVEL,\
 		$(if $($(v)),$(v)=$($(v)))) ./scripts/build-deb.sh
 
 # lintian (no errors, no warnings beyond debian/servingd.lintian-overrides) and piuparts
-# (install, remove, purge in a clean bookworm chroot, its built-in mirror). ~13 min of lintian
-# on 22 000 files: not part of `make deb`.
+# (install, remove, purge in a clean chroot of the package's release, its built-in mirror).
+# Minutes of lintian on the venv's files: not part of `make deb`.
 deb-check:
 	lintian --fail-on error,warning $(DEB_DIR)/servingd_*.deb
-	piuparts -d bookworm $(PIUPARTS_IGNORES) $(DEB_DIR)/servingd_*.deb
+	piuparts -d $(DEB_DIST) $(PIUPARTS_IGNORES) $(DEB_DIR)/servingd_*.deb
 
 # The package in a real systemd (systemd-nspawn): install, serve, reload, restart, upgrade, purge.
 e2e: venv
 	test -n "$$(ls $(DEB_DIR)/servingd_*.deb 2>/dev/null)" || $(MAKE) deb
-	$(PYTEST) -q -ra -m e2e tests/e2e
+	SERVINGD_DIST=$(DEB_DIST) $(PYTEST) -q -ra -m e2e tests/e2e
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache

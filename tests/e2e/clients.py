@@ -4,7 +4,8 @@
   clients.py grpc MODEL JSON_INSTANCES      gRPC Predict with the official tensorflow_serving stubs
   clients.py loop MODEL JSON_INSTANCES PREFIX
       REST :predict in a loop until PREFIX.stop exists; PREFIX.ok is written after the first
-      success, PREFIX.done gets {"ok": N, "failed": N, "errors": [...]} at the end.
+      success, PREFIX.done gets {"ok": N, "failed": N, "errors": [...], "longest_gap_s": S}
+      at the end (S: the longest time between two successes, the interruption a client saw).
 
 Only the standard library, grpcio and tensorflow-serving-api: what the package bundles.
 """
@@ -46,9 +47,15 @@ def grpc_predict(model: str, instances: list[float]) -> list[float]:
 def loop(model: str, instances: list[float], prefix: str) -> None:
     ok = failed = 0
     errors: list[str] = []
+    last_success: float | None = None
+    longest_gap = 0.0
     while not os.path.exists(prefix + ".stop"):
         try:
             rest(model, instances)
+            now = time.monotonic()
+            if last_success is not None:
+                longest_gap = max(longest_gap, now - last_success)
+            last_success = now
             ok += 1
             if ok == 1:
                 with open(prefix + ".ok", "w") as f:
@@ -58,7 +65,15 @@ def loop(model: str, instances: list[float], prefix: str) -> None:
             errors.append(f"{time.monotonic():.3f} {type(e).__name__}: {e}"[:300])
         time.sleep(0.05)
     with open(prefix + ".done", "w") as f:
-        json.dump({"ok": ok, "failed": failed, "errors": errors[:20]}, f)
+        json.dump(
+            {
+                "ok": ok,
+                "failed": failed,
+                "errors": errors[:20],
+                "longest_gap_s": round(longest_gap, 3),
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

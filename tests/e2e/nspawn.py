@@ -33,13 +33,25 @@ class NspawnError(RuntimeError):
     """The container could not be made, booted or driven."""
 
 
+def _host_codename() -> str:
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip('"')
+    raise NspawnError("/etc/os-release names no VERSION_CODENAME")
+
+
+# The Debian release the e2e tests run against (`make e2e DIST=trixie`): its package in
+# build/deb/DIST, booted in a tree of that release. This machine's own release by default.
+DIST = os.environ.get("SERVINGD_DIST") or _host_codename()
+
+
 def _host_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYENV", "VIRTUAL_ENV"))}
     env["PATH"] = SYSTEM_PATH
     return env
 
 
-def ensure_rootfs(rootfs: Path, *, suite: str = "bookworm") -> Path:
+def ensure_rootfs(rootfs: Path, *, suite: str = DIST) -> Path:
     """Debootstrap ``rootfs`` once (minbase + systemd); an existing tree is reused as it is.
 
     The tree is made next to its final place and renamed in one step, so an interrupted
@@ -177,7 +189,9 @@ class Container:
                     f"systemd-nspawn exited with {self._nspawn.returncode} while booting; "
                     f"its console is in {self.log_path}"
                 )
-            self.init_pid = self.init_pid or self._child_of(self._nspawn.pid)
+            # Read again each time: nspawn's first child may be its short-lived outer child,
+            # not the container's init (seen under load; a cached dead PID never boots).
+            self.init_pid = self._child_of(self._nspawn.pid)
             if self.init_pid:
                 r = self.run(["systemctl", "is-system-running"], check=False, timeout=10)
                 state = r.stdout.strip()
