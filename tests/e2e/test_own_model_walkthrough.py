@@ -7,7 +7,8 @@ installed; then the predict command runs until it answers (the README says loadi
 few seconds), and its answer must be the one the README prints under it.
 
 Needs root, systemd-nspawn and debootstrap (see nspawn.py) and the package built by
-`make deb` in build/deb/. The bookworm tree is cached in build/e2e/rootfs.
+`make deb` in build/deb/<codename>/ (SERVINGD_DIST picks the release, as in nspawn.py). The
+release's tree is cached in build/e2e/<codename>/rootfs.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from nspawn import Container, ensure_dependencies, ensure_rootfs
+from nspawn import DIST, Container, ensure_dependencies, ensure_rootfs
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-DEB_DIR = REPO / "build" / "deb"
-E2E_DIR = REPO / "build" / "e2e"
+DEB_DIR = REPO / "build" / "deb" / DIST
+E2E_DIR = REPO / "build" / "e2e" / DIST
 BLOCK = re.compile(
     r"<!-- walkthrough:own-model:begin -->\s*```sh\n(?P<script>.*?)```\s*"
     r"<!-- walkthrough:own-model:end -->",
