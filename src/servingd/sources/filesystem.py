@@ -19,23 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from servingd.sources.polling import LoaderFactory, PollingSource, SourceModelConfig
-from servingd.sources.version_store import (
-    MODEL_FILES,
-    SAVED_MODEL_FILES,
-    TFLITE_MODEL_FILE,
-    fingerprint,
-    has_model,
-)
 
-__all__ = [
-    "MODEL_FILES",
-    "SAVED_MODEL_FILES",
-    "TFLITE_MODEL_FILE",
-    "FileSystemSource",
-    "SourceModelConfig",
-    "fingerprint",
-    "has_model",
-]
+__all__ = ["FileSystemSource", "SourceModelConfig"]
 
 
 class FileSystemSource(PollingSource):
