@@ -17,7 +17,9 @@ from servingd.core.errors import InvalidArgument, Unauthenticated, Unavailable
 
 
 def test_server_cap_refuses_at_once_and_release_frees_a_slot() -> None:
-    limiter = InFlightLimiter(AdmissionOptions(max_in_flight=2))
+    limiter = InFlightLimiter(
+        AdmissionOptions(max_in_flight=2, max_in_flight_per_model=0, max_tensor_elements=0)
+    )
     first, second = limiter.acquire("a"), limiter.acquire("b")
     with pytest.raises(Unavailable, match="--max_in_flight_requests"):
         limiter.acquire("c")
@@ -30,7 +32,9 @@ def test_server_cap_refuses_at_once_and_release_frees_a_slot() -> None:
 
 
 def test_per_model_cap_leaves_other_models_alone() -> None:
-    limiter = InFlightLimiter(AdmissionOptions(max_in_flight=0, max_in_flight_per_model=1))
+    limiter = InFlightLimiter(
+        AdmissionOptions(max_in_flight=0, max_in_flight_per_model=1, max_tensor_elements=0)
+    )
     release = limiter.acquire("a")
     with pytest.raises(Unavailable, match="Model a overloaded"):
         limiter.acquire("a")

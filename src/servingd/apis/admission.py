@@ -21,10 +21,6 @@ from typing import Any
 from servingd.core.errors import InvalidArgument, Unavailable
 from servingd.core.metrics import TfCounter
 
-# 64 Mi elements: 256 MiB of float32, as much as the default request size limit carries.
-DEFAULT_MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
-DEFAULT_MAX_IN_FLIGHT = 1024
-
 REJECTED = TfCounter(
     ":servingd:admission_rejected_count",
     "Requests refused before running because an in-flight cap was reached.",
@@ -34,11 +30,12 @@ REJECTED = TfCounter(
 
 @dataclass(frozen=True)
 class AdmissionOptions:
-    """Caps on concurrent inference requests (0: no cap) and on request size."""
+    """Caps on concurrent inference requests (0: no cap) and on request size; the
+    server's settings, whose defaults live in config/schema.py."""
 
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    max_in_flight_per_model: int = 0
-    max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
+    max_in_flight: int
+    max_in_flight_per_model: int
+    max_tensor_elements: int
 
 
 class InFlightLimiter:

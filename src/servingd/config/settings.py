@@ -1,107 +1,107 @@
-"""ServerSettings: everything the daemon needs, from flags (and later servingd.yaml)."""
+"""ServerSettings: everything the daemon needs, from flags and servingd.yaml.
+
+Each field's default, flag, YAML key, check and reload behaviour are declared once, in
+`config/schema.py`; a field here has only its type and `default_of` its own name.
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.text_proto import load_batching_parameters_file
-from servingd.config.admin_token import load_admin_token
 from servingd.config.errors import ConfigError
-from servingd.config.flags import parse_channel_arguments
+from servingd.config.flags import flag_values
 from servingd.config.model_server_config import load_model_server_config
 from servingd.config.models import ModelConfig
-from servingd.config.monitoring_config import load_prometheus_path
-from servingd.config.ssl_config import TlsSettings, load_ssl_config
-from servingd.core.thread_priority import MAX_NICE
-from servingd.sources.s3.options import (
-    DEFAULT_POLL_INTERVAL_S,
-    DEFAULT_SETTLE_S,
-    S3Credentials,
-)
+from servingd.config.schema import default_of
+from servingd.config.ssl_config import TlsSettings
+from servingd.sources.s3.options import S3Credentials
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    grpc_port: int = 8500
-    grpc_bind_address: str = "0.0.0.0"
-    grpc_socket_path: str = ""
-    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
-    rest_port: int = 0
-    rest_bind_address: str = "0.0.0.0"
-    rest_timeout_ms: int = 30000
-    rest_enable_cors: bool = False
-    models: tuple[ModelConfig, ...] = ()
-    model_config_file: str = ""
-    model_config_file_poll_wait_s: float = 0.0
-    file_system_poll_wait_s: float = 1.0
-    version_settle_s: float = 1.0
-    num_load_threads: int = 0
-    num_unload_threads: int = 0
-    max_num_load_retries: int = 5
-    load_retry_interval_s: float = 60.0
+    grpc_port: int = default_of("grpc_port")
+    grpc_bind_address: str = default_of("grpc_bind_address")
+    grpc_socket_path: str = default_of("grpc_socket_path")
+    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = default_of("grpc_channel_arguments")
+    rest_port: int = default_of("rest_port")
+    rest_bind_address: str = default_of("rest_bind_address")
+    rest_timeout_ms: int = default_of("rest_timeout_ms")
+    rest_enable_cors: bool = default_of("rest_enable_cors")
+    models: tuple[ModelConfig, ...] = default_of("models")
+    model_config_file: str = default_of("model_config_file")
+    model_config_file_poll_wait_s: float = default_of("model_config_file_poll_wait_s")
+    file_system_poll_wait_s: float = default_of("file_system_poll_wait_s")
+    version_settle_s: float = default_of("version_settle_s")
+    num_load_threads: int = default_of("num_load_threads")
+    num_unload_threads: int = default_of("num_unload_threads")
+    max_num_load_retries: int = default_of("max_num_load_retries")
+    load_retry_interval_s: float = default_of("load_retry_interval_s")
     # servingd's own: under `latest`, serve the newest version that loads when newer ones
     # fail (false: TF Serving's strict behaviour, nothing served for that model).
-    fall_back_to_loadable_version: bool = True
-    allow_version_labels_for_unavailable_models: bool = False
-    saved_model_tags: frozenset[str] = field(default_factory=lambda: frozenset({"serve"}))
-    intra_op_parallelism: int = 0
-    inter_op_parallelism: int = 0
-    per_process_gpu_memory_fraction: float = 0.0
-    gpu_allow_growth: bool = False
-    log_level: str = "info"
-    drain_grace_s: float = 30.0
-    compute_thread_nice: int = 0  # servingd's own: see servingd.core.thread_priority
+    fall_back_to_loadable_version: bool = default_of("fall_back_to_loadable_version")
+    allow_version_labels_for_unavailable_models: bool = default_of(
+        "allow_version_labels_for_unavailable_models"
+    )
+    saved_model_tags: frozenset[str] = default_of("saved_model_tags")
+    intra_op_parallelism: int = default_of("intra_op_parallelism")
+    inter_op_parallelism: int = default_of("inter_op_parallelism")
+    per_process_gpu_memory_fraction: float = default_of("per_process_gpu_memory_fraction")
+    gpu_allow_growth: bool = default_of("gpu_allow_growth")
+    log_level: str = default_of("log_level")
+    drain_grace_s: float = default_of("drain_grace_s")
+    compute_thread_nice: int = default_of("compute_thread_nice")
     # servingd's own: where the configuration came from, and process housekeeping.
-    config_file: str = ""
-    models_dir: str = ""
-    model_root: str = ""
-    pid_file: str = ""
-    log_target: str = "auto"
+    config_file: str = default_of("config_file")
+    models_dir: str = default_of("models_dir")
+    model_root: str = default_of("model_root")
+    pid_file: str = default_of("pid_file")
+    log_target: str = default_of("log_target")
     # --enable_batching and --batching_parameters_file: the default for every model that
     # has no batching section of its own (None when batching is off).
-    batching: BatchingParameters | None = None
+    batching: BatchingParameters | None = default_of("batching")
     # --enable_per_model_batching_parameters: with batching on, a model without a batching
     # section of its own is batched with the batching_params.pbtxt of its version directory,
     # and not batched when there is none (TF Serving's rule).
-    per_model_batching_parameters: bool = False
+    per_model_batching_parameters: bool = default_of("per_model_batching_parameters")
     # --enable_model_warmup / --num_request_iterations_for_warmup (TF Serving's defaults).
-    enable_model_warmup: bool = True
-    num_request_iterations_for_warmup: int = 1
+    enable_model_warmup: bool = default_of("enable_model_warmup")
+    num_request_iterations_for_warmup: int = default_of("num_request_iterations_for_warmup")
     # --monitoring_config_file: where Prometheus metrics are served on the REST port.
-    prometheus_path: str | None = None
+    prometheus_path: str | None = default_of("prometheus_path")
     # --enable_signature_method_name_check (TF Serving 2.x: off).
-    enable_signature_method_name_check: bool = False
+    enable_signature_method_name_check: bool = default_of("enable_signature_method_name_check")
     # --ssl_config_file: TLS (optionally mutual) on the gRPC TCP port.
-    grpc_tls: TlsSettings | None = None
+    grpc_tls: TlsSettings | None = default_of("grpc_tls")
     # --rest_api_ssl_config_file: TLS (optionally mutual) on the REST port.
-    rest_tls: TlsSettings | None = None
+    rest_tls: TlsSettings | None = default_of("rest_tls")
     # Limits (docs/reliability.md); 0 means no cap.
-    max_in_flight: int = 1024
-    max_in_flight_per_model: int = 0
-    max_tensor_elements: int = 64 * 1024 * 1024
-    grpc_max_receive_bytes: int = 256 * 1024 * 1024
-    rest_max_body_bytes: int = 256 * 1024 * 1024
+    max_in_flight: int = default_of("max_in_flight")
+    max_in_flight_per_model: int = default_of("max_in_flight_per_model")
+    max_tensor_elements: int = default_of("max_tensor_elements")
+    grpc_max_receive_bytes: int = default_of("grpc_max_receive_bytes")
+    rest_max_body_bytes: int = default_of("rest_max_body_bytes")
     # --prefer_tflite_model: a version with saved_model.pb and model.tflite loads TF Lite.
-    prefer_tflite_model: bool = False
+    prefer_tflite_model: bool = default_of("prefer_tflite_model")
     # --num_tflite_pools x --num_tflite_interpreters_per_pool: a TF Lite version's
     # interpreters (calls that run at once) unless its model sets `interpreters`.
-    num_tflite_pools: int = 1
-    num_tflite_interpreters_per_pool: int = 1
+    num_tflite_pools: int = default_of("num_tflite_pools")
+    num_tflite_interpreters_per_pool: int = default_of("num_tflite_interpreters_per_pool")
     # --admin_token_file: bearer token for state-changing endpoints (None: open).
-    admin_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = default_of("admin_token")
     # s3:// base paths (servingd.yaml's s3: section; docs/configuration.md). Left empty,
     # the variables of TF Serving's S3 file system apply (servingd.sources.s3.options).
-    s3_endpoint: str = ""
-    s3_region: str = ""
-    s3_path_style: bool | None = None  # None: path-style when an endpoint is set
-    s3_ca_bundle: str = ""
-    s3_poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
-    s3_settle_s: float = DEFAULT_SETTLE_S
-    s3_cache_dir: str = ""  # "": $CACHE_DIRECTORY/s3, else /var/cache/servingd/s3
+    s3_endpoint: str = default_of("s3_endpoint")
+    s3_region: str = default_of("s3_region")
+    s3_path_style: bool | None = default_of("s3_path_style")
+    s3_ca_bundle: str = default_of("s3_ca_bundle")
+    s3_poll_interval_s: float = default_of("s3_poll_interval_s")
+    s3_settle_s: float = default_of("s3_settle_s")
+    s3_cache_dir: str = default_of("s3_cache_dir")
     # s3.credentials_file, else systemd's $CREDENTIALS_DIRECTORY/s3 (LoadCredential=).
-    s3_credentials: S3Credentials | None = field(default=None, repr=False)
+    s3_credentials: S3Credentials | None = default_of("s3_credentials")
 
 
 def check_listeners(settings: ServerSettings, where: str = "command line") -> None:
@@ -139,43 +139,10 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
             "Both server_model_config_file and model_base_path are empty: give "
             "--model_base_path (with --model_name), --model_config_file or --config",
         )
-    try:
-        channel_arguments = tuple(parse_channel_arguments(args.grpc_channel_arguments))
-    except ValueError as exc:
-        raise ConfigError("command line", None, str(exc)) from None
-    parallelism = args.tensorflow_session_parallelism
-    if args.num_request_iterations_for_warmup < 1:
-        raise ConfigError(
-            "command line", None, "--num_request_iterations_for_warmup must be at least 1"
-        )
-    prometheus_path = (
-        load_prometheus_path(args.monitoring_config_file) if args.monitoring_config_file else None
-    )
-    if not 0.0 <= args.per_process_gpu_memory_fraction <= 1.0:
-        raise ConfigError(
-            "command line",
-            None,
-            "--per_process_gpu_memory_fraction must be within [0, 1], got "
-            f"{args.per_process_gpu_memory_fraction}",
-        )
-    if not 0 <= args.compute_thread_nice <= MAX_NICE:
-        raise ConfigError(
-            "command line",
-            None,
-            f"--compute_thread_nice must be within [0, {MAX_NICE}], got {args.compute_thread_nice}",
-        )
-    for flag in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
-        if getattr(args, flag) < 1:
-            raise ConfigError("command line", None, f"--{flag} must be at least 1")
-    for flag in (
-        "max_in_flight_requests",
-        "max_in_flight_requests_per_model",
-        "max_tensor_elements",
-        "grpc_max_receive_message_bytes",
-        "rest_api_max_body_bytes",
-    ):
-        if getattr(args, flag) < 0:
-            raise ConfigError("command line", None, f"--{flag} must be 0 or more")
+    values = flag_values(args)
+    # TF Serving's --tensorflow_session_parallelism: both pools, unless one is given.
+    for name in ("intra_op_parallelism", "inter_op_parallelism"):
+        values[name] = values[name] or args.tensorflow_session_parallelism
     batching: BatchingParameters | None = None
     if args.enable_batching:
         # As tensorflow_model_server: the file only counts with --enable_batching.
@@ -184,61 +151,4 @@ def settings_from_flags(args: argparse.Namespace) -> ServerSettings:
             if args.batching_parameters_file
             else BatchingParameters()
         )
-    return ServerSettings(
-        grpc_port=args.port,
-        grpc_bind_address=args.grpc_bind_address,
-        grpc_socket_path=args.grpc_socket_path,
-        grpc_channel_arguments=channel_arguments,
-        rest_port=args.rest_api_port,
-        rest_bind_address=args.rest_api_bind_address,
-        rest_timeout_ms=args.rest_api_timeout_in_ms,
-        rest_enable_cors=args.rest_api_enable_cors_support,
-        models=models,
-        model_config_file=args.model_config_file,
-        model_config_file_poll_wait_s=float(args.model_config_file_poll_wait_seconds),
-        file_system_poll_wait_s=float(args.file_system_poll_wait_seconds),
-        version_settle_s=args.version_settle_seconds,
-        num_load_threads=args.num_load_threads,
-        num_unload_threads=args.num_unload_threads,
-        max_num_load_retries=args.max_num_load_retries,
-        load_retry_interval_s=max(args.load_retry_interval_micros, 0) / 1e6,
-        fall_back_to_loadable_version=args.fall_back_to_loadable_version,
-        allow_version_labels_for_unavailable_models=(
-            args.allow_version_labels_for_unavailable_models
-        ),
-        saved_model_tags=frozenset(
-            t.strip() for t in args.saved_model_tags.split(",") if t.strip()
-        ),
-        intra_op_parallelism=args.tensorflow_intra_op_parallelism or parallelism,
-        inter_op_parallelism=args.tensorflow_inter_op_parallelism or parallelism,
-        per_process_gpu_memory_fraction=args.per_process_gpu_memory_fraction,
-        gpu_allow_growth=args.gpu_memory_allow_growth,
-        batching=batching,
-        per_model_batching_parameters=args.enable_per_model_batching_parameters,
-        log_level=args.log_level,
-        drain_grace_s=args.drain_grace_seconds,
-        compute_thread_nice=args.compute_thread_nice,
-        config_file=args.config,
-        models_dir=args.models_dir,
-        pid_file=args.pid_file,
-        log_target=args.log_target,
-        prometheus_path=prometheus_path,
-        enable_signature_method_name_check=args.enable_signature_method_name_check,
-        grpc_tls=load_ssl_config(args.ssl_config_file) if args.ssl_config_file else None,
-        enable_model_warmup=args.enable_model_warmup,
-        num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
-        rest_tls=(
-            load_ssl_config(args.rest_api_ssl_config_file)
-            if args.rest_api_ssl_config_file
-            else None
-        ),
-        max_in_flight=args.max_in_flight_requests,
-        max_in_flight_per_model=args.max_in_flight_requests_per_model,
-        max_tensor_elements=args.max_tensor_elements,
-        grpc_max_receive_bytes=args.grpc_max_receive_message_bytes or 2**31 - 1,
-        rest_max_body_bytes=args.rest_api_max_body_bytes or 2**62,
-        prefer_tflite_model=args.prefer_tflite_model,
-        num_tflite_pools=args.num_tflite_pools,
-        num_tflite_interpreters_per_pool=args.num_tflite_interpreters_per_pool,
-        admin_token=load_admin_token(args.admin_token_file) if args.admin_token_file else None,
-    )
+    return ServerSettings(models=models, batching=batching, **values)

@@ -20,6 +20,9 @@ MAX_NICE = 19
 
 def lower_current_thread(nice: int) -> None:
     """Raise the calling thread's nice value to `nice` (never lowers it; 0: no change)."""
+    # The configuration's check (with file:line) is config/schema.py's. This guard stays:
+    # batching and servables pass their own parameters here, not only checked settings,
+    # and the kernel would quietly clamp 20 to 19 and ignore a negative value.
     if not 0 <= nice <= MAX_NICE:
         raise ValueError(f"a nice value must be within [0, {MAX_NICE}], got {nice}")
     if nice == 0:

@@ -30,6 +30,7 @@ from servingd.batching.version_parameters import BatchingFileLoader
 from servingd.config.errors import ConfigError
 from servingd.config.model_server_config import load_model_server_config, models_from_proto
 from servingd.config.models import ModelConfig
+from servingd.config.schema import RESTART_ONLY, SECRET
 from servingd.config.settings import ServerSettings
 from servingd.core.errors import FailedPrecondition, InvalidArgument, ServingError
 from servingd.core.events import EventBus
@@ -61,59 +62,12 @@ STATUS_REASON_CHARS = 160  # per model not serving, in STATUS= (the full text: /
 SAVED_MODEL_MODULE = "servingd.servables.saved_model"
 
 
-# Settings that only a restart applies: the listeners and what is fixed when the loader,
-# manager and source are built. A reload that changes one logs a warning naming it.
-RESTART_ONLY_SETTINGS = (
-    "grpc_port",
-    "grpc_bind_address",
-    "grpc_socket_path",
-    "grpc_channel_arguments",
-    "rest_port",
-    "rest_bind_address",
-    "rest_timeout_ms",
-    "rest_enable_cors",
-    "log_target",
-    "pid_file",
-    "drain_grace_s",  # the REST listener's drain timeout is fixed when it starts
-    "file_system_poll_wait_s",
-    "version_settle_s",
-    "model_config_file_poll_wait_s",
-    "num_load_threads",
-    "num_unload_threads",
-    "max_num_load_retries",
-    "load_retry_interval_s",
-    "fall_back_to_loadable_version",
-    "saved_model_tags",
-    "intra_op_parallelism",
-    "inter_op_parallelism",
-    "compute_thread_nice",  # threads keep the nice value they started with
-    "per_process_gpu_memory_fraction",
-    "gpu_allow_growth",
-    "per_model_batching_parameters",  # the loaders read batching_params.pbtxt or not
-    "prometheus_path",
-    "grpc_tls",
-    "rest_tls",
-    "enable_signature_method_name_check",
-    # The admission limiter, the listeners' size limits and the bearer-token check are
-    # built once with the listeners.
-    "max_in_flight",
-    "max_in_flight_per_model",
-    "max_tensor_elements",
-    "grpc_max_receive_bytes",
-    "rest_max_body_bytes",
-    "admin_token",
-    # The S3 store and its client are built once, on the first s3:// base path.
-    "s3_endpoint",
-    "s3_region",
-    "s3_path_style",
-    "s3_ca_bundle",
-    "s3_poll_interval_s",
-    "s3_settle_s",
-    "s3_cache_dir",
-    "s3_credentials",
-)
+# Settings that only a restart applies (the listeners and what is fixed when the loader,
+# manager and source are built) and the secret ones: declared in config/schema.py. A
+# reload that changes one logs a warning naming it.
+RESTART_ONLY_SETTINGS = RESTART_ONLY
 # Restart-only settings whose values must not be written to the log.
-SECRET_SETTINGS = frozenset({"admin_token", "grpc_tls", "rest_tls", "s3_credentials"})
+SECRET_SETTINGS = SECRET
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,8 @@ class SessionOptions:
             raise errors.InvalidArgument(
                 f"device must be CPU, GPU, GPU:N, TPU or TPU:N, got {self.device!r}"
             )
-        if not 0.0 <= self.gpu_memory_fraction <= 1.0:
-            raise errors.InvalidArgument(
-                f"gpu_memory_fraction must be within [0, 1], got {self.gpu_memory_fraction}"
-            )
+        # gpu_memory_fraction is checked once, by the configuration (config/schema.py).
+        # Parallelism is checked here too: TF Serving's flags take negative values.
         if self.intra_op_parallelism < 0 or self.inter_op_parallelism < 0:
             raise errors.InvalidArgument("parallelism settings must be >= 0 (0 = TF default)")
 

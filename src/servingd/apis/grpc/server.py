@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 # client may send is capped (--grpc_max_receive_message_bytes) like the REST body: a request
 # larger than that gets RESOURCE_EXHAUSTED from gRPC itself before anything is decoded.
 MAX_MESSAGE_BYTES = 2**31 - 1
-DEFAULT_MAX_RECEIVE_BYTES = 256 * 1024 * 1024
 
 # Connections that are idle, or whose peer vanished (half-open), are closed instead of
 # pinning a slot forever: a keepalive ping every minute that must be answered in 20 s, and
@@ -52,14 +51,15 @@ KEEPALIVE_CHANNEL_ARGUMENTS: dict[str, int | str] = {
 
 @dataclass(frozen=True)
 class GrpcOptions:
-    port: int = 8500
-    bind_address: str = "0.0.0.0"
-    socket_path: str = ""
+    # The server's settings, with no defaults here: theirs live in config/schema.py.
+    port: int
+    bind_address: str
+    socket_path: str
+    max_receive_message_bytes: int
+    channel_arguments: Sequence[tuple[str, int | str]]
+    tls: TlsSettings | None
+    check_method_name: bool  # --enable_signature_method_name_check
     max_message_bytes: int = MAX_MESSAGE_BYTES
-    max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
-    channel_arguments: Sequence[tuple[str, int | str]] = field(default_factory=tuple)
-    tls: TlsSettings | None = None
-    check_method_name: bool = False  # --enable_signature_method_name_check
     # Admission control for PredictionService and the token for config reload (None: open).
     limiter: InFlightLimiter | None = None
     admin_token: BearerToken | None = None

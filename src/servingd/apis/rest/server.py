@@ -69,21 +69,21 @@ _PATH = re.compile(
     re.IGNORECASE,
 )
 JSON_TYPE = "application/json"
-DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class RestOptions:
-    port: int = 8501
-    bind_address: str = "0.0.0.0"
-    timeout_ms: int = 30000
-    enable_cors: bool = False
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # The server's settings, with no defaults here: theirs live in config/schema.py.
+    port: int
+    bind_address: str
+    timeout_ms: int
+    enable_cors: bool
+    max_body_bytes: int
     # --monitoring_config_file's prometheus_config.path; None: no metrics endpoint.
-    prometheus_path: str | None = None
-    check_method_name: bool = False  # --enable_signature_method_name_check
+    prometheus_path: str | None
+    check_method_name: bool  # --enable_signature_method_name_check
     # TLS (optionally mutual) on the REST port; None: plain HTTP.
-    tls: TlsSettings | None = None
+    tls: TlsSettings | None
     # In-flight caps and size limits for inference routes (None: no admission control).
     limiter: InFlightLimiter | None = None
     # Bearer token for state-changing routes (None: open).
@@ -330,7 +330,7 @@ async def _cors(
 class RestFrontEnd:
     """The aiohttp listener. Create and use on the event loop."""
 
-    def __init__(self, options: RestOptions, api: RestApi, drain_grace_s: float = 30.0) -> None:
+    def __init__(self, options: RestOptions, api: RestApi, drain_grace_s: float) -> None:
         self.options = options
         install_bad_request_filter()
         middlewares: list[Middleware] = [json_errors]
