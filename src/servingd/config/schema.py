@@ -246,7 +246,8 @@ SETTINGS: tuple[Setting, ...] = (
         "load_retry_interval_s",
         MICROS,  # the flag in microseconds, servingd.yaml in seconds
         60.0,
-        "the wait before a failed load is retried, in microseconds",
+        "the wait before a failed load is retried (the flag in microseconds, servingd.yaml "
+        "in seconds)",
         "load_retry_interval_micros",
         yaml=("loading", "load_retry_interval_seconds"),
         check=Range(0),
