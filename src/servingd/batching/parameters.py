@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from servingd.config.errors import ConfigError
+from servingd.core.config_error import ConfigError
 
 DEFAULT_THREAD_POOL_NAME = "batch_threads"
 

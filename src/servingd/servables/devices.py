@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from servingd.config.errors import ConfigError
+from servingd.core.config_error import ConfigError
 
 _DEVICE_RE = re.compile(r"^(CPU|GPU|TPU)(?::(\d+))?$", re.IGNORECASE)
 

@@ -23,7 +23,7 @@ from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.grpc.registration import add_service
 from servingd.apis.inference import InferenceRunner
 from servingd.apis.tf_example import ExampleApi
-from servingd.config.ssl_config import TlsSettings
+from servingd.apis.tls import TlsSettings
 from servingd.wire.tensorflow_serving.apis import (
     model_service_pb2,
     prediction_service_pb2,

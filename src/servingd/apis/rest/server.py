@@ -33,7 +33,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from servingd.apis.admission import InFlightLimiter, check_arrays
 from servingd.apis.auth import BearerToken
 from servingd.apis.errors import as_serving_error, http_status, public_message
-from servingd.apis.grpc.model_service import fill_version_status
 from servingd.apis.inference import (
     OFF_LOOP_BYTES,
     OFF_LOOP_ELEMENTS,
@@ -41,6 +40,7 @@ from servingd.apis.inference import (
     ModelRequest,
     PredictResult,
 )
+from servingd.apis.model_status import status_response
 from servingd.apis.request_metrics import REST, observe_request
 from servingd.apis.rest import json_tensors
 from servingd.apis.rest.bad_requests import install_bad_request_filter
@@ -51,10 +51,9 @@ from servingd.apis.rest.openapi import OPENAPI_ROUTE, load_openapi_document
 from servingd.apis.rest.predict_body import PredictBody
 from servingd.apis.rest.tls import server_ssl_context
 from servingd.apis.tf_example import ExampleApi
-from servingd.config.ssl_config import TlsSettings
+from servingd.apis.tls import TlsSettings
 from servingd.core.errors import InvalidArgument, NotFound, ServingError
 from servingd.core.metrics import REGISTRY
-from servingd.wire.tensorflow_serving.apis import get_model_status_pb2
 
 if TYPE_CHECKING:
     from servingd.servables.saved_model import Signature
@@ -192,9 +191,7 @@ class RestApi:
                 states = lookup.version_states(name)
             except NotFound:
                 states = []
-            status = get_model_status_pb2.GetModelStatusResponse()
-            for state in states:
-                fill_version_status(status.model_version_status.add(), state)
+            status = status_response(states)
             entry = {"name": name, **_proto_json(status), "labels": lookup.labels(name)}
             error = lookup.model_error(name)
             if error:  # e.g. a base path that does not exist
@@ -247,10 +244,7 @@ class RestApi:
 
     async def status(self, spec: ModelRequest) -> web.Response:
         states = self._runner.lookup.version_states(spec.name, spec.version, spec.label)
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for state in states:
-            fill_version_status(response.model_version_status.add(), state)
-        return json_response(_proto_json(response))
+        return json_response(_proto_json(status_response(states)))
 
     async def metadata(self, spec: ModelRequest) -> web.Response:
         with self._runner.lookup.handle(spec.name, spec.version, spec.label) as handle:
