@@ -47,7 +47,7 @@ def runner(testdata: Path) -> Iterator[InferenceRunner]:
     )
     assert monitor.wait_until_settled([MODEL], 60)
     executor = concurrent.futures.ThreadPoolExecutor(4)
-    yield InferenceRunner(ServableLookup(manager, monitor), executor)
+    yield InferenceRunner(ServableLookup(manager), executor)
     executor.shutdown()
     manager.stop(timeout=10)
 

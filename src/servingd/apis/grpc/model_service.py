@@ -9,9 +9,8 @@ import grpc
 
 from servingd.apis.grpc.model_spec import model_request
 from servingd.apis.grpc.prediction_service import abort_with
-from servingd.apis.model_status import status_response
+from servingd.apis.model_info import ModelInfo
 from servingd.core.errors import InvalidArgument, Unimplemented
-from servingd.core.lookup import ServableLookup
 from servingd.wire.tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
@@ -23,17 +22,13 @@ ReloadConfigHandler = Callable[[Any], Awaitable[None]]
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
-    def __init__(
-        self, lookup: ServableLookup, reload_config: ReloadConfigHandler | None = None
-    ) -> None:
-        self._lookup = lookup
+    def __init__(self, models: ModelInfo, reload_config: ReloadConfigHandler | None = None):
+        self._models = models
         self._reload_config = reload_config
 
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            spec = model_request(request)
-            states = self._lookup.version_states(spec.name, spec.version, spec.label)
-            return status_response(states)
+            return self._models.model_status(model_request(request))
         except Exception as exc:
             await abort_with(context, exc)
 
