@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from servingd.apis.errors import TF_ERROR_CODE
 from servingd.apis.inference import ModelRequest
+from servingd.core.errors import TF_ERROR_CODE
 from servingd.core.lookup import ServableLookup
 from servingd.core.model_status import ModelStatus
 from servingd.core.states import ManagerState, ServableState

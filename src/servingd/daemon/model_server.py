@@ -46,6 +46,7 @@ from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
 from servingd.daemon.gc_freeze import freeze_startup_objects
 from servingd.daemon.heap_reuse import HeapReturningLoader
+from servingd.daemon.reload_status import RELOAD_SETTLE_TIMEOUT_S
 from servingd.daemon.version_labels import LabelApplier
 from servingd.servables.session_options import SessionOptions
 from servingd.servables.tflite import TfLiteLoader, TfLiteOptions, loads_as_tflite
@@ -57,7 +58,6 @@ from servingd.sources.version_store import LocalStore, VersionStore
 log = logging.getLogger(__name__)
 
 OVERALL_HEALTH = ""  # grpc.health.v1: the empty service name is the whole server
-RELOAD_SETTLE_TIMEOUT_S = 600.0
 # num_load_threads 0: two loads side by side (a load waiting to retry holds none), enough
 # for a small box; TensorFlow's own thread pools do the work of each load.
 DEFAULT_LOAD_THREADS = 2
