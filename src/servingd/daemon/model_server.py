@@ -45,7 +45,9 @@ from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
 from servingd.daemon.gc_freeze import freeze_startup_objects
+from servingd.daemon.health import OVERALL_HEALTH, HealthPublisher
 from servingd.daemon.heap_reuse import HeapReturningLoader
+from servingd.daemon.model_diff import diff_models
 from servingd.daemon.reload_status import RELOAD_SETTLE_TIMEOUT_S
 from servingd.daemon.version_labels import LabelApplier
 from servingd.servables.session_options import SessionOptions
@@ -57,7 +59,6 @@ from servingd.sources.version_store import LocalStore, VersionStore
 
 log = logging.getLogger(__name__)
 
-OVERALL_HEALTH = ""  # grpc.health.v1: the empty service name is the whole server
 # num_load_threads 0: two loads side by side (a load waiting to retry holds none), enough
 # for a small box; TensorFlow's own thread pools do the work of each load.
 DEFAULT_LOAD_THREADS = 2
@@ -234,8 +235,7 @@ class ModelServer:
         self.admin_token = BearerToken(settings.admin_token) if settings.admin_token else None
         self.grpc: GrpcFrontEnd | None = None
         self.rest: RestFrontEnd | None = None
-        self._health_task: asyncio.Future[None] | None = None
-        self._health_dirty = False
+        self.health = HealthPublisher(self.status, lambda: list(self.models))
         self._reload_lock = asyncio.Lock()
         self._config_poll: asyncio.Task[None] | None = None
 
@@ -295,7 +295,7 @@ class ModelServer:
 
         # Health follows every state change; the bus publishes on manager threads.
         def on_state(_event: ServableState) -> None:
-            loop.call_soon_threadsafe(self._schedule_health)
+            loop.call_soon_threadsafe(self.health.schedule)
 
         self.bus.subscribe(on_state)
         self.manager.start()
@@ -319,6 +319,7 @@ class ModelServer:
             )
             await self.grpc.start()
             await self.grpc.set_serving(OVERALL_HEALTH, False)
+            self.health.target = self.grpc
         if s.rest_port:
             api = RestApi(
                 self.runner,
@@ -424,24 +425,17 @@ class ModelServer:
 
     async def _reload_models(self, models: Sequence[ModelConfig], timeout: float) -> None:
         await asyncio.to_thread(check_machine, self.settings, models)
-        new = {m.name: m for m in models}
-        changed = [n for n, m in new.items() if self.models.get(n) != m]
-        removed = [n for n in self.models if n not in new]
-        log.info(
-            "applying model config: %d model(s); added or changed: %s; removed: %s",
-            len(new),
-            ", ".join(changed) or "none",
-            ", ".join(removed) or "none",
-        )
-        self.models = new
+        diff = diff_models(self.models, models)
+        log.info("applying model config: %s", diff.describe())
+        self.models = diff.models
         # Batching changes apply to the next batch; the model is not reloaded for them.
         self._apply_batching(models)
         await asyncio.to_thread(self.source.update_config, [_source_model(m) for m in models])
-        for name in removed:
+        for name in diff.removed:
             self.label_applier.forget(name)
-        await self._wait_serving_or_failed(changed, timeout)
+        await self._wait_serving_or_failed(diff.changed, timeout)
         await self.update_health()
-        errors = self._apply_labels(changed)
+        errors = self._apply_labels(diff.changed)
         if errors:
             raise FailedPrecondition("; ".join(errors))
 
@@ -529,24 +523,8 @@ class ModelServer:
         except ConfigError as exc:
             raise InvalidArgument(str(exc)) from None
 
-    def _schedule_health(self) -> None:
-        if self._health_task is None or self._health_task.done():
-            self._health_task = asyncio.ensure_future(self.update_health())
-        else:
-            self._health_dirty = True
-
     async def update_health(self) -> None:
-        if self.grpc is None:
-            return
-        self._health_dirty = False
-        ready = True
-        for name in self.models:
-            model_ready = self.status.is_ready(name)
-            ready = ready and model_ready
-            await self.grpc.set_serving(name, model_ready)
-        await self.grpc.set_serving(OVERALL_HEALTH, ready)
-        if self._health_dirty:  # states changed while we were publishing
-            await self.update_health()
+        await self.health.update()
 
     async def stop(self, grace: float) -> None:
         """Stops listening, lets in-flight calls finish within `grace`, unloads everything."""
