@@ -24,10 +24,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from servingd.batching import metrics
 from servingd.batching.parameters import BatchingParameters
 from servingd.config.models import ModelConfig
 from servingd.config.settings import ServerSettings
-from servingd.core import metrics
 from servingd.core.ids import ServableId
 from support.inprocess_server import InProcessServer, model_server_in_thread
 from support.servingd_process import free_ports

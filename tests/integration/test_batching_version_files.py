@@ -23,10 +23,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from servingd.batching import metrics
 from servingd.batching.parameters import BatchingParameters
 from servingd.config.models import ModelConfig
 from servingd.config.settings import ServerSettings
-from servingd.core import metrics
 from servingd.tools.export_models import export_half_plus_two
 from support.inprocess_server import InProcessServer, model_server_in_thread
 from support.servingd_process import free_ports

@@ -18,13 +18,14 @@ import pytest
 from tensorflow_serving.apis import regression_pb2
 
 from servingd.apis.inference import InferenceRunner, ModelRequest
+from servingd.apis.metrics import REQUEST_EXAMPLE_COUNT_TOTAL
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import DeadlineExceeded, InvalidArgument
 from servingd.core.events import EventBus
 from servingd.core.ids import ServableId
 from servingd.core.lookup import ServableLookup
 from servingd.core.manager import AspiredVersionsManager, ManagerOptions
-from servingd.core.metrics import REGISTRY, REQUEST_EXAMPLE_COUNT_TOTAL
+from servingd.core.metrics import REGISTRY
 from servingd.core.monitor import ServableStateMonitor
 from servingd.core.source import AspiredVersion
 from servingd.core.states import ServableState
@@ -46,7 +47,7 @@ def runner(testdata: Path) -> Iterator[InferenceRunner]:
     )
     assert monitor.wait_until_settled([MODEL], 60)
     executor = concurrent.futures.ThreadPoolExecutor(4)
-    yield InferenceRunner(ServableLookup(manager, monitor), executor)
+    yield InferenceRunner(ServableLookup(manager), executor)
     executor.shutdown()
     manager.stop(timeout=10)
 

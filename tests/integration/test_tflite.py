@@ -166,10 +166,9 @@ def test_labels_and_warmup(bases: dict[str, Path], tmp_path: Path) -> None:
         'model_platform: "tflite" model_version_policy { all {} } '
         'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } }'
     )
-    # READY comes with version 1 serving; the label of version 2 (still warming up then) is
-    # kept for when it is AVAILABLE.
-    flags = [f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models"]
-    with ServingdProcess(flags) as server:
+    # READY comes with version 1 serving; the labels (version 2 still warming up then) are
+    # applied again when version 2 is AVAILABLE.
+    with ServingdProcess([f"--model_config_file={config}"]) as server:
         server.wait_healthy()
         deadline = time.monotonic() + 120
         while True:

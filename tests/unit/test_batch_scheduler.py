@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from servingd.batching.metrics import BATCHING_QUEUING_LATENCY
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import SharedBatchScheduler
 from servingd.batching.session import (
@@ -24,9 +25,9 @@ from servingd.batching.session import (
 )
 from servingd.batching.version_parameters import read_version_parameters
 from servingd.config.errors import ConfigError
-from servingd.core import metrics
 from servingd.core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from servingd.core.ids import ServableId
+from servingd.core.metrics import REGISTRY
 
 WAIT = 10.0
 
@@ -195,9 +196,9 @@ def test_large_task_is_split_and_reassembled(session: BatchingSession) -> None:
 def queuing_latency(model: str) -> tuple[float, float]:
     """(count, sum in microseconds) of TF Serving's queuing_latency for `model`."""
     labels = {"thread_pool_name": BatchingParameters().thread_pool_name, "model_name": model}
-    name = metrics.BATCHING_QUEUING_LATENCY._name
-    count = metrics.REGISTRY.get_sample_value(f"{name}_count", labels) or 0.0
-    total = metrics.REGISTRY.get_sample_value(f"{name}_sum", labels) or 0.0
+    name = BATCHING_QUEUING_LATENCY._name
+    count = REGISTRY.get_sample_value(f"{name}_count", labels) or 0.0
+    total = REGISTRY.get_sample_value(f"{name}_sum", labels) or 0.0
     return count, total
 
 

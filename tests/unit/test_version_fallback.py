@@ -16,10 +16,10 @@ from servingd.core.events import EventBus
 from servingd.core.ids import ServableId
 from servingd.core.loader import Loader
 from servingd.core.manager import AspiredVersionsManager, ManagerOptions
-from servingd.core.metrics import VERSION_FALLBACKS
 from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
+from servingd.sources.metrics import VERSION_FALLBACKS
 from servingd.sources.version_policy import Latest, ServableVersionPolicy, Specific
 from tests.unit.fakes import WAIT_S, FakeLoader
 from tests.unit.test_filesystem_source import make_version

@@ -34,28 +34,6 @@ _HTTP_STATUS: dict[str, int] = {
     "UNAUTHENTICATED": 401,
 }
 
-# tensorflow/core/protobuf/error_codes.proto numbering (used in StatusProto.error_code).
-TF_ERROR_CODE: dict[str, int] = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
-}
-
-
 # Echoed client input (names, values) in an error message is cut to this many characters.
 ECHO_LIMIT = 200
 # An error message as sent is cut to this many characters: it travels in gRPC's trailing

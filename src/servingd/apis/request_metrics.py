@@ -6,8 +6,9 @@ import asyncio
 import time
 from types import TracebackType
 
+from servingd.apis.metrics import REQUEST_COUNT, REQUEST_LATENCY
 from servingd.core.errors import ServingError
-from servingd.core.metrics import REQUEST_COUNT, REQUEST_LATENCY, labelled
+from servingd.core.metrics import labelled
 
 GRPC = "GRPC"
 REST = "REST"

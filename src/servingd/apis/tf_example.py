@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from servingd.apis.inference import InferenceRunner, ModelRequest
-from servingd.core.metrics import REQUEST_EXAMPLE_COUNT_TOTAL, REQUEST_EXAMPLE_COUNTS
+from servingd.apis.metrics import REQUEST_EXAMPLE_COUNT_TOTAL, REQUEST_EXAMPLE_COUNTS
 from servingd.servables import tf_example
 from servingd.servables.tf_example import ExampleResponse
 

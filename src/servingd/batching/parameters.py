@@ -22,9 +22,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from servingd.config.errors import ConfigError
+from servingd.core.config_error import ConfigError
 
 DEFAULT_THREAD_POOL_NAME = "batch_threads"
+
+
+class BatchingKeyError(ConfigError):
+    """A refused batching key or value; `key` names it, so that a reader of a file with
+    lines (servingd.yaml, drop-ins) can place the error at that key's line."""
+
+    def __init__(self, origin: str, key: str, message: str) -> None:
+        super().__init__(origin, None, message)
+        self.key = key
 
 
 def _default_num_batch_threads() -> int:
@@ -137,10 +146,8 @@ def batching_parameters_from_mapping(
     values: dict[str, Any] = {}
     for key, value in mapping.items():
         if key not in FIELD_NAMES:
-            raise ConfigError(
-                origin,
-                None,
-                f"batching: unknown key {key!r}; known keys: {', '.join(FIELD_NAMES)}",
+            raise BatchingKeyError(
+                origin, key, f"batching: unknown key {key!r}; known keys: {', '.join(FIELD_NAMES)}"
             )
         values[key] = _coerce(key, value, origin)
     try:
@@ -151,7 +158,7 @@ def batching_parameters_from_mapping(
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
     def bad(expected: str) -> ConfigError:
-        return ConfigError(origin, None, f"batching.{key}: expected {expected}, got {value!r}")
+        return BatchingKeyError(origin, key, f"batching.{key}: expected {expected}, got {value!r}")
 
     if key in _INT_FIELDS:
         if key == "max_execution_batch_size" and value is None:

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servingd.batching import metrics
 from servingd.batching.parameters import BatchingParameters
-from servingd.core import metrics
 from servingd.core.errors import (
     DeadlineExceeded,
     Internal,
@@ -47,6 +47,7 @@ from servingd.core.errors import (
     ServingError,
     Unavailable,
 )
+from servingd.core.metrics import labelled
 from servingd.core.thread_priority import lower_current_thread
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ class SharedBatchScheduler:
             # per request would form batches of one on a busy machine.
             if was_empty or queue.rows >= params.execution_batch_size:
                 self._cond.notify()
-        metrics.labelled(metrics.BATCHING_INPUT_BATCH_SIZE, key[0]).observe(task.size)
+        labelled(metrics.BATCHING_INPUT_BATCH_SIZE, key[0]).observe(task.size)
         task.future.add_done_callback(lambda _f: self._forget(key, task))
         return task.future
 
@@ -407,7 +408,7 @@ def _observe_queuing(batch: Batch) -> None:
     Observed after the scheduler's lock is released: a histogram observation is a Python
     loop over up to 52 buckets, and `schedule` (on the event loop) takes that lock.
     """
-    histogram = metrics.labelled(
+    histogram = labelled(
         metrics.BATCHING_QUEUING_LATENCY, batch.params.thread_pool_name, batch.key[0]
     )
     for piece in batch.slices:

@@ -31,11 +31,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from servingd.batching import tensors
+from servingd.batching import metrics, tensors
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import Batch, BatchTask, Outputs, SharedBatchScheduler
-from servingd.core import metrics
 from servingd.core.ids import ServableId
+from servingd.core.metrics import labelled
 
 
 class BatchableSignature(Protocol):
@@ -223,8 +223,8 @@ def _process(
     )
     wanted = [s.task.output_aliases for s in batch.slices]
     union = [alias for alias in signature.outputs if any(alias in w for w in wanted)]
-    metrics.labelled(metrics.BATCHING_PROCESSED_BATCH_SIZE, model).observe(padded)
-    metrics.labelled(metrics.BATCHING_PADDING_SIZE, model, str(padded)).observe(padded - size)
+    labelled(metrics.BATCHING_PROCESSED_BATCH_SIZE, model).observe(padded)
+    labelled(metrics.BATCHING_PADDING_SIZE, model, str(padded)).observe(padded - size)
     metrics.BATCHING_WRAPPED_RUN_COUNT.inc(model)
     in_caller_thread = run_times.is_short(servable, signature.name, padded)
     started = run_times.clock()

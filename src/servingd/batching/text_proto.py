@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from servingd.batching.parameters import BatchingParameters, batching_parameters_from_proto
 from servingd.compat.tf_serving_config_pb2 import BatchingParameters as BatchingParametersProto
-from servingd.config.errors import ConfigError
-from servingd.config.model_server_config import parse_text_proto
+from servingd.core.config_error import ConfigError
+from servingd.core.text_proto import parse_text_proto
 
 # TF Serving's only padding policy that this scheduler implements (pad up to the next
 # allowed batch size).

@@ -21,7 +21,7 @@ from typing import Any
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.session import BatchingSession
 from servingd.batching.text_proto import load_batching_parameters_file
-from servingd.config.errors import ConfigError
+from servingd.core.config_error import ConfigError
 from servingd.core.errors import InvalidArgument
 from servingd.core.ids import ServableId
 from servingd.core.loader import Loader, ResourceEstimate

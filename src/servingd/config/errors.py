@@ -1,17 +1,7 @@
-"""ConfigError: a refused configuration, always naming the file and, when known, the line."""
+"""ConfigError, defined in core (the packages below config raise it too)."""
 
 from __future__ import annotations
 
+from servingd.core.config_error import ConfigError
 
-class ConfigError(Exception):
-    def __init__(self, path: str, line: int | None, message: str, column: int | None = None):
-        self.path = path
-        self.line = line
-        self.column = column
-        self.message = message
-        where = path
-        if line is not None:
-            where += f":{line}"
-            if column is not None:
-                where += f":{column}"
-        super().__init__(f"{where}: {message}")
+__all__ = ["ConfigError"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from servingd.batching.parameters import (
     FIELD_NAMES,
+    BatchingKeyError,
     BatchingParameters,
     batching_parameters_from_mapping,
 )
@@ -195,7 +196,8 @@ def batching_from_node(node: Node, base: BatchingParameters | None = None) -> Ba
             plain[key] = value.value(f"batching.{key}")
     try:
         return batching_parameters_from_mapping(plain, node.path, base)
-    except ConfigError as exc:
-        named = [k for k in fields if f"batching.{k}" in exc.message or repr(k) in exc.message]
-        line = fields[named[0]].line if named else node.line
+    except BatchingKeyError as exc:
+        line = fields[exc.key].line if exc.key in fields else node.line
         raise ConfigError(node.path, line, exc.message) from None
+    except ConfigError as exc:  # the parameters together break a rule: the mapping's line
+        raise ConfigError(node.path, node.line, exc.message) from None

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from servingd.batching.parameters import BatchingParameters
+from servingd.servables.platforms import PLATFORMS, TENSORFLOW_PLATFORM, TFLITE_PLATFORM
 from servingd.sources.version_policy import Latest, ServableVersionPolicy
 
-TENSORFLOW_PLATFORM = "tensorflow"
-TFLITE_PLATFORM = "tflite"  # model.tflite, run by LiteRT (servingd.servables.tflite)
-PLATFORMS = (TENSORFLOW_PLATFORM, TFLITE_PLATFORM)
+__all__ = ["PLATFORMS", "TENSORFLOW_PLATFORM", "TFLITE_PLATFORM", "ModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class ModelConfig:
 
     name: str
     base_path: str
-    platform: str = "tensorflow"
+    platform: str = TENSORFLOW_PLATFORM
     version_policy: ServableVersionPolicy = field(default_factory=lambda: Latest(1))
     version_labels: dict[str, int] = field(default_factory=dict)
     # Per-model batching (servingd's extension): None = the server-wide setting applies.

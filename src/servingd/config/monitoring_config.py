@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from servingd.compat.tf_serving_config_pb2 import MonitoringConfig
-from servingd.config.model_server_config import parse_text_proto
+from servingd.core.text_proto import parse_text_proto
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 

@@ -6,19 +6,12 @@ As in TF Serving, the fields hold PEM text, not paths: server_key, server_cert, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from servingd.apis.tls import TlsSettings
 from servingd.compat.tf_serving_config_pb2 import SSLConfig
 from servingd.config.errors import ConfigError
-from servingd.config.model_server_config import parse_text_proto
+from servingd.core.text_proto import parse_text_proto
 
-
-@dataclass(frozen=True)
-class TlsSettings:
-    server_key: bytes
-    server_cert: bytes
-    custom_ca: bytes | None
-    client_verify: bool
+__all__ = ["TlsSettings", "load_ssl_config"]
 
 
 def load_ssl_config(path: str) -> TlsSettings:

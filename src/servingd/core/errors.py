@@ -83,3 +83,35 @@ class Unauthenticated(ServingError):
 
 class Unknown(ServingError):
     code = "UNKNOWN"
+
+
+# tensorflow/core/protobuf/error_codes.proto numbering: StatusProto.error_code in status
+# answers, and tf.errors.OpError.error_code of TensorFlow's own errors.
+TF_ERROR_CODE: dict[str, int] = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+
+_CLASS_FOR_TF_CODE: dict[int, type[ServingError]] = {
+    TF_ERROR_CODE[cls.code]: cls for cls in ServingError.__subclasses__()
+}
+
+
+def error_class_for_tf_code(code: int) -> type[ServingError]:
+    """The class of a TensorFlow error code (OpError.error_code); Unknown when unknown."""
+    return _CLASS_FOR_TF_CODE.get(code, Unknown)

@@ -22,6 +22,7 @@ from servingd.apis.admission import AdmissionOptions, InFlightLimiter
 from servingd.apis.auth import BearerToken
 from servingd.apis.grpc.server import GrpcFrontEnd, GrpcOptions
 from servingd.apis.inference import InferenceRunner
+from servingd.apis.model_info import ModelInfo
 from servingd.apis.rest.server import RestApi, RestFrontEnd, RestOptions
 from servingd.batching.parameters import BatchingParameters
 from servingd.batching.scheduler import SharedBatchScheduler
@@ -35,15 +36,21 @@ from servingd.config.settings import ServerSettings
 from servingd.core.errors import FailedPrecondition, InvalidArgument, ServingError
 from servingd.core.events import EventBus
 from servingd.core.ids import ServableId
+from servingd.core.labels import VersionLabels
 from servingd.core.loader import Loader
 from servingd.core.lookup import ServableLookup
 from servingd.core.manager import AspiredVersionsManager, ManagerOptions
+from servingd.core.model_status import ModelStatus
 from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
 from servingd.daemon.gc_freeze import freeze_startup_objects
+from servingd.daemon.health import OVERALL_HEALTH, HealthPublisher
 from servingd.daemon.heap_reuse import HeapReturningLoader
+from servingd.daemon.model_diff import diff_models
+from servingd.daemon.reload_status import RELOAD_SETTLE_TIMEOUT_S
+from servingd.daemon.version_labels import LabelApplier
 from servingd.servables.session_options import SessionOptions
 from servingd.servables.tflite import TfLiteLoader, TfLiteOptions, loads_as_tflite
 from servingd.servables.warmup import WarmupOptions
@@ -53,8 +60,6 @@ from servingd.sources.version_store import LocalStore, VersionStore
 
 log = logging.getLogger(__name__)
 
-OVERALL_HEALTH = ""  # grpc.health.v1: the empty service name is the whole server
-RELOAD_SETTLE_TIMEOUT_S = 600.0
 # num_load_threads 0: two loads side by side (a load waiting to retry holds none), enough
 # for a small box; TensorFlow's own thread pools do the work of each load.
 DEFAULT_LOAD_THREADS = 2
@@ -150,8 +155,15 @@ class ModelServer:
         # The source hears of a failed load before the monitor does, so that a fallback
         # is pending by the time a waiter sees the failure (see serving_or_failed).
         self.bus.subscribe(self.source.on_servable_state)
+        self.labels = VersionLabels(self.manager.list_available_versions)
+        self.label_applier = LabelApplier(
+            self.labels, lambda: self.settings.allow_version_labels_for_unavailable_models
+        )
+        # Before the monitor: once AVAILABLE can be seen, a label that waited for it is set.
+        self.bus.subscribe(self.label_applier.on_state)
         self.monitor = ServableStateMonitor(self.bus)
-        self.lookup = ServableLookup(self.manager, self.monitor, self.source.errors)
+        self.lookup = ServableLookup(self.manager, self.labels)
+        self.status = ModelStatus(self.monitor, self.labels, self.source.errors)
         self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         # TensorFlow releases the GIL while it runs; these threads only wait on it.
         self.executor = concurrent.futures.ThreadPoolExecutor(
@@ -165,6 +177,7 @@ class ModelServer:
         )
         self._apply_batching(settings.models)
         self.runner = InferenceRunner(self.lookup, self.executor, self.batching)
+        self.model_info = ModelInfo(self.lookup, self.status)
         # One in-flight count across gRPC and REST: the cap is the server's, not a port's.
         self.limiter = InFlightLimiter(
             AdmissionOptions(
@@ -176,8 +189,7 @@ class ModelServer:
         self.admin_token = BearerToken(settings.admin_token) if settings.admin_token else None
         self.grpc: GrpcFrontEnd | None = None
         self.rest: RestFrontEnd | None = None
-        self._health_task: asyncio.Future[None] | None = None
-        self._health_dirty = False
+        self.health = HealthPublisher(self.status, lambda: list(self.models))
         self._reload_lock = asyncio.Lock()
         self._config_poll: asyncio.Task[None] | None = None
 
@@ -237,7 +249,7 @@ class ModelServer:
 
         # Health follows every state change; the bus publishes on manager threads.
         def on_state(_event: ServableState) -> None:
-            loop.call_soon_threadsafe(self._schedule_health)
+            loop.call_soon_threadsafe(self.health.schedule)
 
         self.bus.subscribe(on_state)
         self.manager.start()
@@ -256,13 +268,16 @@ class ModelServer:
                     admin_token=self.admin_token,
                 ),
                 self.runner,
+                self.model_info,
                 reload_config=self.handle_reload_config_request,
             )
             await self.grpc.start()
             await self.grpc.set_serving(OVERALL_HEALTH, False)
+            self.health.target = self.grpc
         if s.rest_port:
             api = RestApi(
                 self.runner,
+                self.model_info,
                 RestOptions(
                     port=s.rest_port,
                     bind_address=s.rest_bind_address,
@@ -343,16 +358,14 @@ class ModelServer:
             return False
         return not any(_first_attempt_running(s) for s in states)
 
+    def _apply_labels(self, names: Sequence[str]) -> list[str]:
+        """Sets the models' labels; those refused are applied again when their version is
+        AVAILABLE (LabelApplier). Returns the refusals."""
+        return self.label_applier.apply((n, self.models[n].version_labels) for n in names)
+
     async def apply_labels(self) -> None:
-        for model in self.models.values():
-            try:
-                self.lookup.set_labels(
-                    model.name,
-                    model.version_labels,
-                    allow_unavailable=self.settings.allow_version_labels_for_unavailable_models,
-                )
-            except ServingError as exc:
-                log.error("version labels of model %s not applied: %s", model.name, exc)
+        for error in self._apply_labels(list(self.models)):
+            log.error("version labels not applied yet (retried when AVAILABLE): %s", error)
 
     async def reload_models(self, models: Sequence[ModelConfig], timeout: float) -> None:
         """Serves exactly `models` from now on; returns once the added or changed ones settled.
@@ -366,34 +379,17 @@ class ModelServer:
 
     async def _reload_models(self, models: Sequence[ModelConfig], timeout: float) -> None:
         await asyncio.to_thread(check_machine, self.settings, models)
-        new = {m.name: m for m in models}
-        changed = [n for n, m in new.items() if self.models.get(n) != m]
-        removed = [n for n in self.models if n not in new]
-        log.info(
-            "applying model config: %d model(s); added or changed: %s; removed: %s",
-            len(new),
-            ", ".join(changed) or "none",
-            ", ".join(removed) or "none",
-        )
-        self.models = new
+        diff = diff_models(self.models, models)
+        log.info("applying model config: %s", diff.describe())
+        self.models = diff.models
         # Batching changes apply to the next batch; the model is not reloaded for them.
         self._apply_batching(models)
         await asyncio.to_thread(self.source.update_config, [_source_model(m) for m in models])
-        for name in removed:
-            self.lookup.forget(name)
-        await self._wait_serving_or_failed(changed, timeout)
+        for name in diff.removed:
+            self.label_applier.forget(name)
+        await self._wait_serving_or_failed(diff.changed, timeout)
         await self.update_health()
-        errors = []
-        for name in changed:
-            model = new[name]
-            try:
-                self.lookup.set_labels(
-                    name,
-                    model.version_labels,
-                    allow_unavailable=self.settings.allow_version_labels_for_unavailable_models,
-                )
-            except ServingError as exc:
-                errors.append(str(exc))
+        errors = self._apply_labels(diff.changed)
         if errors:
             raise FailedPrecondition("; ".join(errors))
 
@@ -454,7 +450,7 @@ class ModelServer:
         not_serving = tuple(
             (name, reason)
             for name in sorted(names)
-            if (reason := self.lookup.not_ready_reason(name)) is not None
+            if (reason := self.status.not_ready_reason(name)) is not None
         )
         return ServingSummary(len(names), available, errors, not_serving)
 
@@ -481,24 +477,8 @@ class ModelServer:
         except ConfigError as exc:
             raise InvalidArgument(str(exc)) from None
 
-    def _schedule_health(self) -> None:
-        if self._health_task is None or self._health_task.done():
-            self._health_task = asyncio.ensure_future(self.update_health())
-        else:
-            self._health_dirty = True
-
     async def update_health(self) -> None:
-        if self.grpc is None:
-            return
-        self._health_dirty = False
-        ready = True
-        for name in self.models:
-            model_ready = self.lookup.is_ready(name)
-            ready = ready and model_ready
-            await self.grpc.set_serving(name, model_ready)
-        await self.grpc.set_serving(OVERALL_HEALTH, ready)
-        if self._health_dirty:  # states changed while we were publishing
-            await self.update_health()
+        await self.health.update()
 
     async def stop(self, grace: float) -> None:
         """Stops listening, lets in-flight calls finish within `grace`, unloads everything."""

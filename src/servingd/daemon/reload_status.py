@@ -20,6 +20,10 @@ OK = "ok"
 REFUSED = "refused"
 APPLIED_WITH_ERRORS = "applied_with_errors"
 
+# How long a reload (SIGHUP, models.config polled or HandleReloadConfigRequest) waits for
+# its added and changed models to settle before it reports.
+RELOAD_SETTLE_TIMEOUT_S = 600.0
+
 
 @dataclass
 class ReloadStatus:

@@ -38,7 +38,6 @@ from servingd.daemon.systemd_notify import SystemdNotifier
 log = logging.getLogger("servingd")
 
 STARTUP_SETTLE_TIMEOUT_S = 3600.0
-RELOAD_SETTLE_TIMEOUT_S = 600.0
 STATUS_DEBOUNCE_S = 0.2
 
 
@@ -144,7 +143,7 @@ class Service:
         else:
             self.config_error = ""
             try:
-                await self.server.apply_settings(new, RELOAD_SETTLE_TIMEOUT_S)
+                await self.server.apply_settings(new, reload_status.RELOAD_SETTLE_TIMEOUT_S)
             except ConfigError as exc:  # refused before anything changed
                 self.config_error = f"config error: {exc} — running config kept"
                 log.error("configuration refused, the running one stays: %s", exc)

@@ -7,13 +7,11 @@ placement to TensorFlow.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from servingd.config.errors import ConfigError
-
-_DEVICE_RE = re.compile(r"^(CPU|GPU|TPU)(?::(\d+))?$", re.IGNORECASE)
+from servingd.core.config_error import ConfigError
+from servingd.servables.session_options import DEVICE_RE
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +51,7 @@ def check_devices(
     for request in requests:
         if request.device is None:
             continue
-        match = _DEVICE_RE.match(request.device)
+        match = DEVICE_RE.match(request.device)
         if match is None:
             raise ConfigError(
                 request.origin or "config",

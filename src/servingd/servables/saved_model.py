@@ -49,28 +49,9 @@ __all__ = ["SavedModelLoader", "SavedModelServable", "SessionOptions", "Signatur
 
 log = logging.getLogger(__name__)
 
-# tf.errors.OpError.error_code (absl/grpc canonical codes) -> our exception class.
-_TF_CODE_TO_ERROR: dict[int, type[errors.ServingError]] = {
-    1: errors.Cancelled,
-    2: errors.Unknown,
-    3: errors.InvalidArgument,
-    4: errors.DeadlineExceeded,
-    5: errors.NotFound,
-    6: errors.AlreadyExists,
-    7: errors.PermissionDenied,
-    8: errors.ResourceExhausted,
-    9: errors.FailedPrecondition,
-    10: errors.Aborted,
-    11: errors.OutOfRange,
-    12: errors.Unimplemented,
-    13: errors.Internal,
-    14: errors.Unavailable,
-    15: errors.DataLoss,
-}
-
 
 def _error_from_tf(exc: tf.errors.OpError, prefix: str = "") -> errors.ServingError:
-    cls = _TF_CODE_TO_ERROR.get(int(exc.error_code), errors.Unknown)
+    cls = errors.error_class_for_tf_code(int(exc.error_code))
     return cls(prefix + str(exc.message))
 
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from servingd.core import errors
 from servingd.wire.tensorflow.core.protobuf import config_pb2
 
-_DEVICE_RE = re.compile(r"^(CPU|GPU|TPU)(?::(\d+))?$", re.IGNORECASE)
+# A model's `device`: CPU, GPU, GPU:N, TPU or TPU:N, any case (servables/devices.py too).
+DEVICE_RE = re.compile(r"^(CPU|GPU|TPU)(?::(\d+))?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class SessionOptions:
     thread_nice: int = 0
 
     def __post_init__(self) -> None:
-        if self.device is not None and not _DEVICE_RE.match(self.device):
+        if self.device is not None and not DEVICE_RE.match(self.device):
             raise errors.InvalidArgument(
                 f"device must be CPU, GPU, GPU:N, TPU or TPU:N, got {self.device!r}"
             )
@@ -44,7 +45,7 @@ class SessionOptions:
     @property
     def device_scope(self) -> str | None:
         """The graph device to pin the imported model to, or None to leave placement to TF."""
-        m = _DEVICE_RE.match(self.device or "")
+        m = DEVICE_RE.match(self.device or "")
         if m is None or m.group(1).upper() == "CPU":
             return None
         return f"/device:{m.group(1).upper()}:{m.group(2) or 0}"

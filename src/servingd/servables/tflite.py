@@ -41,11 +41,12 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
 from google.protobuf.message import DecodeError
 
-from servingd.config.models import TFLITE_PLATFORM
 from servingd.core import errors
 from servingd.core.ids import ServableId, model_fields
+from servingd.core.version_files import SAVED_MODEL_FILES, TFLITE_MODEL_FILE, has_model
 from servingd.servables.codecs import proto_enum_from_dtype
 from servingd.servables.delegates import delegate_library
+from servingd.servables.platforms import TFLITE_PLATFORM
 from servingd.servables.protos import meta_graph_pb2, types_pb2
 from servingd.servables.signature_constants import (
     DEFAULT_SERVING_SIGNATURE_DEF_KEY,
@@ -55,7 +56,6 @@ from servingd.servables.signatures import Signature, SignatureLookup
 from servingd.servables.tflite_flatbuffer import serialized_signature_defs
 from servingd.servables.version_dir import VersionDirLoader
 from servingd.servables.warmup import WarmupOptions
-from servingd.sources.version_store import SAVED_MODEL_FILES, TFLITE_MODEL_FILE, has_model
 
 log = logging.getLogger(__name__)
 

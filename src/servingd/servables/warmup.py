@@ -20,9 +20,9 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from servingd.core import errors
-from servingd.core.metrics import MODEL_WARMUP_LATENCY
 from servingd.servables import tf_example
 from servingd.servables.codecs import tensor_proto_to_ndarray
+from servingd.servables.metrics import MODEL_WARMUP_LATENCY
 from servingd.servables.tfrecord import read_records
 from servingd.wire.tensorflow_serving.apis import prediction_log_pb2
 

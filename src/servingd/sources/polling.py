@@ -86,9 +86,9 @@ from dataclasses import dataclass, field
 from servingd.core.errors import FailedPrecondition, ServingError, Unknown
 from servingd.core.ids import ServableId, model_fields, name_field
 from servingd.core.loader import Loader
-from servingd.core.metrics import VERSION_FALLBACKS
 from servingd.core.source import AspiredVersion, AspiredVersionsCallback
 from servingd.core.states import ManagerState, ServableState
+from servingd.sources.metrics import VERSION_FALLBACKS
 from servingd.sources.version_policy import Latest, ServableVersionPolicy
 from servingd.sources.version_store import (
     FetchError,

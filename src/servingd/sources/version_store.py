@@ -29,15 +29,12 @@ Contract (servingd.sources.polling.PollingSource drives it):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from servingd.core.version_files import has_model
 from servingd.sources.version_dirs import list_version_dirs
-
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-TFLITE_MODEL_FILE = "model.tflite"
-MODEL_FILES = (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE)
 
 Fingerprint = tuple[tuple[str, int, int | str], ...]
 
@@ -81,11 +78,6 @@ class VersionStore(Protocol):
     def cached_versions(self, base_path: str) -> dict[int, str]: ...
 
     def prune(self, base_path: str, keep: set[int]) -> None: ...
-
-
-def has_model(path: str, files: Sequence[str] = MODEL_FILES) -> bool:
-    """Whether the version directory holds one of `files` (a SavedModel or a TF Lite model)."""
-    return any(os.path.isfile(os.path.join(path, f)) for f in files)
 
 
 def fingerprint(path: str) -> tuple[Fingerprint, int]:

@@ -7,55 +7,28 @@ from typing import Any
 
 import grpc
 
-from servingd.apis.errors import TF_ERROR_CODE
 from servingd.apis.grpc.model_spec import model_request
 from servingd.apis.grpc.prediction_service import abort_with
+from servingd.apis.model_info import ModelInfo
 from servingd.core.errors import InvalidArgument, Unimplemented
-from servingd.core.lookup import ServableLookup
-from servingd.core.states import ManagerState, ServableState
 from servingd.wire.tensorflow_serving.apis import (
-    get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
 )
-
-_STATE_ENUM = {
-    ManagerState.START: get_model_status_pb2.ModelVersionStatus.START,
-    ManagerState.LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
-    ManagerState.AVAILABLE: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
-    ManagerState.UNLOADING: get_model_status_pb2.ModelVersionStatus.UNLOADING,
-    ManagerState.END: get_model_status_pb2.ModelVersionStatus.END,
-}
 
 # Applies a new ModelServerConfig proto and returns when its models are settled; raises
 # ServingError when it is refused. Provided by the daemon (None: reload not supported).
 ReloadConfigHandler = Callable[[Any], Awaitable[None]]
 
 
-def fill_version_status(status: Any, state: ServableState) -> None:
-    status.version = state.id.version
-    status.state = _STATE_ENUM[state.manager_state]
-    status.status.SetInParent()  # TF Serving always sets it: error_code OK when healthy
-    if state.error is not None:
-        status.status.error_code = TF_ERROR_CODE.get(state.error.code, 2)
-        status.status.error_message = state.error.message
-
-
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
-    def __init__(
-        self, lookup: ServableLookup, reload_config: ReloadConfigHandler | None = None
-    ) -> None:
-        self._lookup = lookup
+    def __init__(self, models: ModelInfo, reload_config: ReloadConfigHandler | None = None):
+        self._models = models
         self._reload_config = reload_config
 
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            spec = model_request(request)
-            states = self._lookup.version_states(spec.name, spec.version, spec.label)
-            response = get_model_status_pb2.GetModelStatusResponse()
-            for state in states:
-                fill_version_status(response.model_version_status.add(), state)
-            return response
+            return self._models.model_status(model_request(request))
         except Exception as exc:
             await abort_with(context, exc)
 

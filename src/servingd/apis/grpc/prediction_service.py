@@ -12,6 +12,7 @@ from servingd.apis.admission import tensor_proto_elements
 from servingd.apis.errors import as_serving_error, grpc_status, public_message
 from servingd.apis.grpc.model_spec import fill_model_spec, model_request
 from servingd.apis.inference import OFF_LOOP_ELEMENTS, InferenceRunner, PredictResult
+from servingd.apis.model_info import ModelInfo
 from servingd.apis.request_metrics import GRPC, observe_request
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import InvalidArgument
@@ -57,8 +58,11 @@ def time_remaining(context: grpc.aio.ServicerContext) -> float | None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
-    def __init__(self, runner: InferenceRunner, examples: ExampleApi | None = None) -> None:
+    def __init__(
+        self, runner: InferenceRunner, models: ModelInfo, examples: ExampleApi | None = None
+    ) -> None:
         self._runner = runner
+        self._models = models
         self._examples = examples or ExampleApi(runner)
 
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -128,11 +132,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
         unsupported = [f for f in fields if f != _SIGNATURE_DEF_FIELD]
         if unsupported:
             raise InvalidArgument(f"Metadata field {unsupported[0]} is not supported")
-        with self._runner.lookup.handle(spec.name, spec.version, spec.label) as handle:
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, sig in handle.servable.signature_def_map().items():
-                signature_map.signature_def[key].CopyFrom(sig)
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            fill_model_spec(response.model_spec, handle.id.name, handle.id.version, None)
+        model_spec, signature_map = self._models.metadata(spec)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.CopyFrom(model_spec)
         response.metadata[_SIGNATURE_DEF_FIELD].Pack(signature_map)
         return response

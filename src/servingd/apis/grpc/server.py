@@ -22,8 +22,9 @@ from servingd.apis.grpc.model_service import ModelService, ReloadConfigHandler
 from servingd.apis.grpc.prediction_service import PredictionService
 from servingd.apis.grpc.registration import add_service
 from servingd.apis.inference import InferenceRunner
+from servingd.apis.model_info import ModelInfo
 from servingd.apis.tf_example import ExampleApi
-from servingd.config.ssl_config import TlsSettings
+from servingd.apis.tls import TlsSettings
 from servingd.wire.tensorflow_serving.apis import (
     model_service_pb2,
     prediction_service_pb2,
@@ -72,8 +73,10 @@ class GrpcFrontEnd:
         self,
         options: GrpcOptions,
         runner: InferenceRunner,
+        models: ModelInfo,
         reload_config: ReloadConfigHandler | None = None,
     ) -> None:
+        """`models`: status and metadata answers (shared with REST)."""
         # --grpc_channel_arguments override these defaults key by key.
         channel_args: dict[str, int | str] = {
             "grpc.max_receive_message_length": options.max_receive_message_bytes,
@@ -84,17 +87,17 @@ class GrpcFrontEnd:
         }
         self.server = grpc.aio.server(options=list(channel_args.items()))
         prediction = PredictionService(
-            runner, ExampleApi(runner, check_method_name=options.check_method_name)
+            runner, models, ExampleApi(runner, check_method_name=options.check_method_name)
         )
         if options.limiter is not None:
             admit_prediction_calls(prediction, options.limiter)
         add_service(self.server, _service("PredictionService"), prediction)
-        models = ModelService(runner.lookup, reload_config)
+        model_service = ModelService(models, reload_config)
         if options.admin_token is not None:
-            require_token_for_reload(models, options.admin_token)
+            require_token_for_reload(model_service, options.admin_token)
         else:
-            local_peers_only_for_reload(models)
-        add_service(self.server, _service("ModelService"), models)
+            local_peers_only_for_reload(model_service)
+        add_service(self.server, _service("ModelService"), model_service)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

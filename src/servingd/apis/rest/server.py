@@ -33,7 +33,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from servingd.apis.admission import InFlightLimiter, check_arrays
 from servingd.apis.auth import BearerToken
 from servingd.apis.errors import as_serving_error, http_status, public_message
-from servingd.apis.grpc.model_service import fill_version_status
 from servingd.apis.inference import (
     OFF_LOOP_BYTES,
     OFF_LOOP_ELEMENTS,
@@ -41,6 +40,7 @@ from servingd.apis.inference import (
     ModelRequest,
     PredictResult,
 )
+from servingd.apis.model_info import ModelInfo, status_response
 from servingd.apis.request_metrics import REST, observe_request
 from servingd.apis.rest import json_tensors
 from servingd.apis.rest.bad_requests import install_bad_request_filter
@@ -51,10 +51,9 @@ from servingd.apis.rest.openapi import OPENAPI_ROUTE, load_openapi_document
 from servingd.apis.rest.predict_body import PredictBody
 from servingd.apis.rest.tls import server_ssl_context
 from servingd.apis.tf_example import ExampleApi
-from servingd.config.ssl_config import TlsSettings
+from servingd.apis.tls import TlsSettings
 from servingd.core.errors import InvalidArgument, NotFound, ServingError
 from servingd.core.metrics import REGISTRY
-from servingd.wire.tensorflow_serving.apis import get_model_status_pb2
 
 if TYPE_CHECKING:
     from servingd.servables.saved_model import Signature
@@ -113,6 +112,7 @@ class RestApi:
     def __init__(
         self,
         runner: InferenceRunner,
+        models: ModelInfo,
         options: RestOptions,
         model_names: Callable[[], list[str]],
         extra_methods: Mapping[str, Callable[[ModelRequest, Any], Awaitable[Any]]] | None = None,
@@ -124,6 +124,7 @@ class RestApi:
         self._reload_status = reload_status
         self._source_status = source_status
         self._runner = runner
+        self._models = models
         self.options = options
         self._model_names = model_names
         self._openapi = load_openapi_document()
@@ -160,12 +161,12 @@ class RestApi:
         return json_response({"status": "alive"})
 
     def ready_models(self) -> dict[str, bool]:
-        lookup = self._runner.lookup
-        return {name: lookup.is_ready(name) for name in self._model_names()}
+        status = self._models.status
+        return {name: status.is_ready(name) for name in self._model_names()}
 
     async def readiness(self, _request: web.Request) -> web.Response:
-        lookup = self._runner.lookup
-        reasons = {name: lookup.not_ready_reason(name) for name in self._model_names()}
+        status = self._models.status
+        reasons = {name: status.not_ready_reason(name) for name in self._model_names()}
         models = {name: reason is None for name, reason in reasons.items()}
         not_serving = {name: reason for name, reason in reasons.items() if reason is not None}
         body = {"ready": not not_serving, "models": models, "not_serving": not_serving}
@@ -184,19 +185,17 @@ class RestApi:
         return json_response(dict(self._reload_status()))
 
     async def list_models(self, _request: web.Request) -> web.Response:
-        lookup = self._runner.lookup
+        view = self._models.status
         sources = self._source_status() if self._source_status is not None else {}
         models = []
         for name in sorted(self._model_names()):
             try:
-                states = lookup.version_states(name)
+                states = view.version_states(name)
             except NotFound:
                 states = []
-            status = get_model_status_pb2.GetModelStatusResponse()
-            for state in states:
-                fill_version_status(status.model_version_status.add(), state)
-            entry = {"name": name, **_proto_json(status), "labels": lookup.labels(name)}
-            error = lookup.model_error(name)
+            status = status_response(states)
+            entry = {"name": name, **_proto_json(status), "labels": view.labels.get(name)}
+            error = view.model_error(name)
             if error:  # e.g. a base path that does not exist
                 entry["error"] = error
             if name in sources:
@@ -246,22 +245,10 @@ class RestApi:
             return error_response(exc)
 
     async def status(self, spec: ModelRequest) -> web.Response:
-        states = self._runner.lookup.version_states(spec.name, spec.version, spec.label)
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for state in states:
-            fill_version_status(response.model_version_status.add(), state)
-        return json_response(_proto_json(response))
+        return json_response(_proto_json(self._models.model_status(spec)))
 
     async def metadata(self, spec: ModelRequest) -> web.Response:
-        with self._runner.lookup.handle(spec.name, spec.version, spec.label) as handle:
-            signatures = handle.servable.signature_def_map()
-            from servingd.wire.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
-
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, signature in signatures.items():
-                signature_map.signature_def[key].CopyFrom(signature)
-            model_spec = model_pb2.ModelSpec(name=handle.id.name)
-            model_spec.version.value = handle.id.version
+        model_spec, signature_map = self._models.metadata(spec)
         return json_response(
             {
                 "model_spec": _proto_json(model_spec),

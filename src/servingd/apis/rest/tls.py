@@ -6,7 +6,7 @@ import os
 import ssl
 import tempfile
 
-from servingd.config.ssl_config import TlsSettings
+from servingd.apis.tls import TlsSettings
 
 
 def server_ssl_context(tls: TlsSettings) -> ssl.SSLContext:

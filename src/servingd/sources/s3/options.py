@@ -21,7 +21,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from servingd.config.errors import ConfigError
+from servingd.core.config_error import ConfigError
 
 SCHEME = "s3://"
 # systemd's LoadCredential=s3:... makes the file $CREDENTIALS_DIRECTORY/s3.

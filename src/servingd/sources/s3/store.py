@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from servingd.core.version_files import MODEL_FILES
 from servingd.sources.s3.manifest import MANIFEST_NAME, manifest_mismatches, parse_manifest
 from servingd.sources.s3.metrics import (
     S3_ERRORS,
@@ -50,7 +51,6 @@ from servingd.sources.s3.options import (
 )
 from servingd.sources.version_dirs import parse_version
 from servingd.sources.version_store import (
-    MODEL_FILES,
     FetchError,
     Fingerprint,
     StoreError,
