@@ -23,9 +23,11 @@ from servingd.apis.auth import BearerToken
 from servingd.apis.grpc.server import GrpcFrontEnd, GrpcOptions
 from servingd.apis.inference import InferenceRunner
 from servingd.apis.rest.server import RestApi, RestFrontEnd, RestOptions
+from servingd.batching.batched_servable import BatchedLoader
 from servingd.batching.parameters import BatchingParameters
+from servingd.batching.registry import FROM_VERSION, BatchingParameterRegistry, FromVersion
 from servingd.batching.scheduler import SharedBatchScheduler
-from servingd.batching.session import FROM_VERSION, BatchingSession, FromVersion
+from servingd.batching.submitter import BatchSubmitter
 from servingd.batching.version_parameters import BatchingFileLoader
 from servingd.config.errors import ConfigError
 from servingd.config.model_server_config import load_model_server_config, models_from_proto
@@ -206,11 +208,12 @@ class ModelServer:
             initializer=functools.partial(lower_current_thread, settings.compute_thread_nice),
         )
         # One shared batch scheduler for every batched model (threads start on first use).
-        self.batching = BatchingSession(
+        self.batching = BatchingParameterRegistry(
             SharedBatchScheduler(1, thread_nice=settings.compute_thread_nice)
         )
+        self._batch_submitter = BatchSubmitter(self.batching.scheduler)
         self._apply_batching(settings.models)
-        self.runner = InferenceRunner(self.lookup, self.executor, self.batching)
+        self.runner = InferenceRunner(self.lookup, self.executor)
         # One in-flight count across gRPC and REST: the cap is the server's, not a port's.
         self.limiter = InFlightLimiter(
             AdmissionOptions(
@@ -242,6 +245,8 @@ class ModelServer:
             if model is not None and model.device is not None:
                 options = dataclasses.replace(options, device=model.device)
             loader = saved_model_loader_class()(servable_id, path, options, self._warmup)
+        # Whether a request is batched is the version's business, not the request path's.
+        loader = BatchedLoader(loader, self.batching, self._batch_submitter)
         if self.settings.per_model_batching_parameters:
             loader = BatchingFileLoader(loader, servable_id, path, self.batching)
         return HeapReturningLoader(loader)
