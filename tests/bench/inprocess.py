@@ -5,7 +5,7 @@
 
 Loads the version with servingd's SavedModelLoader (one Session, a cached C++ callable) and
 calls it in a loop on one thread with `--batch` rows per call (tests/bench/models.py says
-what a row is; tabular runs through Classify's own path, plan_classify). Half the measured
+what a row is; tabular runs as a batched Classify runs, plan_classify). Half the measured
 time the ops run in the calling thread (`in_caller_thread`, as servingd's short batched
 runs), half through TensorFlow's inter-op threads (as its longer runs); the faster half is
 the limit reported, the other beside it. With `--serve` the model stays loaded and each
@@ -58,8 +58,12 @@ def caller(servable: SavedModelServable, model: str, batch: int) -> Callable[[bo
         request = classification_pb2.ClassificationRequest()
         for example in bench_model.rows(batch):
             request.input.example_list.examples.add().ParseFromString(example)
-        return lambda inline: plan_classify(servable, request).run(
-            servable, in_caller_thread=inline
+        plan = plan_classify(servable, request)
+        batch = plan.batch_input(servable)  # as a batched Classify runs: by signature alias
+        return lambda inline: plan.finish(
+            servable.run(
+                batch.signature, batch.inputs, batch.output_filter, in_caller_thread=inline
+            )
         )
     signature = servable.signature("")
     inputs = {bench_model.input_name: bench_model.rows(batch)}

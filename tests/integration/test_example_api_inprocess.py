@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import regression_pb2
 
-from servingd.apis.inference import InferenceRunner, ModelRequest
+from servingd.apis.inference import InferenceRunner, ModelRequest, OnServable, predict
 from servingd.apis.metrics import REQUEST_EXAMPLE_COUNT_TOTAL
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import DeadlineExceeded, InvalidArgument
@@ -92,11 +92,11 @@ def test_run_honours_the_deadline_and_names_the_answering_version(
 
     async def scenario() -> None:
         with pytest.raises(DeadlineExceeded):
-            await runner.run(ModelRequest(MODEL), slow, timeout=0.05)
+            await runner.run(ModelRequest(MODEL), OnServable(slow), timeout=0.05)
 
     asyncio.run(scenario())
     release.set()
-    result = asyncio.run(runner.run(ModelRequest(MODEL), lambda s: s.id, timeout=10))
+    result = asyncio.run(runner.run(ModelRequest(MODEL), OnServable(lambda s: s.id), timeout=10))
     assert result.id == ServableId(MODEL, 123)
     assert result.value == ServableId(MODEL, 123)
 
@@ -109,7 +109,7 @@ def test_predict_builds_inputs_from_the_leased_signature(runner: InferenceRunner
         dtype = signature.inputs["x"].dtype
         return {"x": np.array([[1.0], [2.0]], dtype=dtype)}
 
-    result = asyncio.run(runner.predict(ModelRequest(MODEL), inputs_for, timeout=30.0))
+    result = asyncio.run(predict(runner, ModelRequest(MODEL), inputs_for, timeout=30.0))
     assert [s.name for s in seen] == ["serving_default"]
     assert result.id == ServableId(MODEL, 123)
     assert result.outputs["y"].ravel().tolist() == [2.5, 3.0]
@@ -120,8 +120,8 @@ def test_predict_input_errors_are_the_requests_own(runner: InferenceRunner) -> N
         raise InvalidArgument("bad JSON")
 
     with pytest.raises(InvalidArgument) as caught:
-        asyncio.run(runner.predict(ModelRequest(MODEL), refuse, timeout=30.0))
+        asyncio.run(predict(runner, ModelRequest(MODEL), refuse, timeout=30.0))
     assert caught.value.message == "bad JSON"  # no model/version suffix
     # The refused request leaves the version serving.
-    ok = asyncio.run(runner.predict(ModelRequest(MODEL), {"x": np.ones((1, 1), np.float32)}))
+    ok = asyncio.run(predict(runner, ModelRequest(MODEL), {"x": np.ones((1, 1), np.float32)}))
     assert ok.outputs["y"].ravel().tolist() == [2.5]

@@ -1,7 +1,7 @@
 """A ModelServer running in this test process, on its own event-loop thread.
 
 For integration tests that need both real loopback gRPC/REST and the server's objects
-(its batching session, its metrics, reload_models) in the same process.
+(its batching registry, its metrics, reload_models) in the same process.
 """
 
 from __future__ import annotations

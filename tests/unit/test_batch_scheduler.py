@@ -1,4 +1,5 @@
-"""The shared batch scheduler and the batching session with a pure-numpy fake servable."""
+"""The shared batch scheduler, the parameter registry and the submitter with a pure-numpy
+fake servable."""
 
 from __future__ import annotations
 
@@ -16,13 +17,10 @@ import pytest
 
 from servingd.batching.metrics import BATCHING_QUEUING_LATENCY
 from servingd.batching.parameters import BatchingParameters
+from servingd.batching.registry import FROM_VERSION, BatchingParameterRegistry
+from servingd.batching.run_times import SHORT_BATCH_RUN_S, BatchRunTimes
 from servingd.batching.scheduler import SharedBatchScheduler
-from servingd.batching.session import (
-    FROM_VERSION,
-    SHORT_BATCH_RUN_S,
-    BatchingSession,
-    BatchRunTimes,
-)
+from servingd.batching.submitter import BatchSubmitter
 from servingd.batching.version_parameters import read_version_parameters
 from servingd.config.errors import ConfigError
 from servingd.core.errors import DeadlineExceeded, InvalidArgument, Unavailable
@@ -61,10 +59,18 @@ class StepClock:
         return self.now
 
 
+class BatchingSession(BatchingParameterRegistry):
+    """The registry, with the submitter that the daemon pairs with it."""
+
+    def __init__(self, scheduler: SharedBatchScheduler) -> None:
+        super().__init__(scheduler)
+        self.submitter = BatchSubmitter(scheduler)
+
+
 def timed_by(session: BatchingSession, *servables: FakeServable) -> None:
     """The session measures batched runs with a clock that only these servables move."""
     clock = StepClock()
-    session.run_times = BatchRunTimes(clock)
+    session.submitter.run_times = BatchRunTimes(clock)
     for servable in servables:
         servable.clock = clock
 
@@ -129,7 +135,9 @@ def submit(
     timeout: float | None = None,
     sid: ServableId = SID,
 ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
-    return session.submit(sid, servable, FakeSignature(), {"x": x}, output_filter, params, timeout)
+    return session.submitter.submit(
+        sid, servable, FakeSignature(), {"x": x}, output_filter, params, timeout
+    )
 
 
 def rows(start: int, n: int, width: int = 3) -> np.ndarray:

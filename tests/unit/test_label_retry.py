@@ -19,6 +19,7 @@ from servingd.config.settings import ServerSettings
 from servingd.core.ids import ServableId
 from servingd.core.loader import Loader
 from servingd.core.states import ManagerState
+from servingd.daemon.loaders import VersionLoaders
 from servingd.daemon.model_server import ModelServer
 from servingd.sources.version_policy import All
 from tests.unit.fakes import WAIT_S, FakeLoader
@@ -34,10 +35,10 @@ def test_label_of_a_loading_version_is_applied_when_it_becomes_available(
         make_version(tmp_path, version)
     gates = {1: threading.Event(), 2: threading.Event()}
 
-    def make_loader(_server: ModelServer, servable_id: ServableId, path: str) -> Loader:
+    def make_loader(_loaders: VersionLoaders, servable_id: ServableId, path: str) -> Loader:
         return FakeLoader(servable_id, path=path, gate=gates[servable_id.version])
 
-    monkeypatch.setattr(ModelServer, "_make_loader", make_loader)
+    monkeypatch.setattr(VersionLoaders, "__call__", make_loader)
     model = ModelConfig(
         "m", str(tmp_path), version_policy=All(), version_labels=LABELS, origin="test"
     )

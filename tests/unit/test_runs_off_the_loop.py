@@ -18,18 +18,21 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from servingd.apis.inference import InferenceRunner, ModelRequest
+from servingd.apis.inference import InferenceRunner, ModelRequest, OnServable, predict
 from servingd.core.errors import DeadlineExceeded
 from servingd.core.handles import LoadedServable, ServableHandle
 from servingd.core.ids import ServableId
 from servingd.core.lookup import ServableLookup
+from servingd.servables.servable import RunsOnWorkers
 
 SERVABLE = ServableId("model", 1)
 WAIT_S = 10.0
 
 
-class _GatedServable:
+class _GatedServable(RunsOnWorkers):
     """A servable whose runs block until `release` is set, recording their threads."""
+
+    id = SERVABLE
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -89,7 +92,7 @@ def test_predict_runs_and_decodes_on_a_worker(large: bool) -> None:
             runner, lookup = _runner(servable, pool)
             released = asyncio.ensure_future(_released_by_the_loop(servable))
             result = await asyncio.wait_for(
-                runner.predict(ModelRequest("model"), decode, large=large), WAIT_S
+                predict(runner, ModelRequest("model"), decode, large=large), WAIT_S
             )
             await released
         loop_thread = threading.get_ident()
@@ -110,7 +113,7 @@ def test_run_and_off_loop_work_on_a_worker() -> None:
             result = await asyncio.wait_for(
                 runner.run(
                     ModelRequest("model"),
-                    lambda s: s.run(None, {"x": np.ones(1, np.float32)}),
+                    OnServable(lambda s: s.run(None, {"x": np.ones(1, np.float32)})),
                 ),
                 WAIT_S,
             )
@@ -129,7 +132,7 @@ def test_a_run_past_its_deadline_answers_deadline_exceeded_and_keeps_its_lease()
             runner, lookup = _runner(servable, pool)
             inputs = {"x": np.ones(1, np.float32)}
             with pytest.raises(DeadlineExceeded):
-                await runner.predict(ModelRequest("model"), inputs, timeout=0.05)
+                await predict(runner, ModelRequest("model"), inputs, timeout=0.05)
             # TensorFlow still holds the session: the version stays leased until it ends.
             assert lookup.loaded.num_handles == 1
             servable.release.set()

@@ -9,9 +9,12 @@ interrupted nor bounded). Decoding a large request and encoding a large answer l
 loop too (`off_loop`, for work over `OFF_LOOP_ELEMENTS` tensor elements or
 `OFF_LOOP_BYTES` of body): a 38-byte TensorProto may declare 60 M elements.
 
-When the model is batched (`BatchingSession.parameters_for`), the request becomes a task of
-the shared batch scheduler instead; the handle is held until the batch containing it has
-run. A client whose deadline passes, or who cancels, takes its task out of the queue.
+Every request goes one way (`InferenceRunner.run`): take the handle, make the request's
+`Call` against that version (`Plan`), and have the version `start` it. Whether the model is
+batched was decided when the version loaded (`servingd.batching.batched_servable`): a
+batched request becomes a task of the shared batch scheduler, and the handle is held until
+the batch containing it has run. A client whose deadline passes, or who cancels, takes its
+task out of the queue.
 """
 
 from __future__ import annotations
@@ -20,29 +23,27 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from servingd.apis.loop_bridge import LoopBridge
-from servingd.batching.session import BatchingSession
 from servingd.core.errors import DeadlineExceeded, ServingError
 from servingd.core.handles import ServableHandle
 from servingd.core.ids import ServableId
 from servingd.core.lookup import ServableLookup
-
-if TYPE_CHECKING:
-    from servingd.servables.saved_model import Signature
+from servingd.servables.servable import BatchInput, Call, Outputs, Servable, Workers
+from servingd.servables.signatures import Signature
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 # Decoding or encoding more tensor elements (or JSON bytes) than this happens on a worker
 # thread: about a millisecond of work, as much as the loop may give one request.
 OFF_LOOP_ELEMENTS = 1 << 16
 OFF_LOOP_BYTES = 1 << 20
-T_co = TypeVar("T_co", covariant=True)
 Inputs = Mapping[str, np.ndarray]
 # Inputs built from the leased version's signature (REST JSON needs its dtypes).
-InputsFor = Callable[["Signature"], Inputs]
+InputsFor = Callable[[Signature], Inputs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,29 +64,18 @@ class ServableResult(Generic[T]):
     value: T
 
 
-class SignaturePlan(Protocol[T_co]):
-    """A request checked against one version, that the batch scheduler can take as a task
-    (``servables.tf_example.ExamplePlan`` for Classify and Regress)."""
+class Plan(Protocol[T_co]):
+    """How a request becomes a `Call` on the version it leased.
+
+    Called once per request, on the event loop, or on a worker thread when `off_loop`
+    (decoding a large request). The ServingErrors it raises are passed on as they are: a
+    plan names the version in those that are about the version (``with_context``).
+    """
 
     @property
-    def signature_key(self) -> str: ...
+    def off_loop(self) -> bool: ...
 
-    @property
-    def inputs(self) -> Inputs: ...
-
-    @property
-    def output_aliases(self) -> tuple[str, ...]: ...
-
-    def run(
-        self, servable: Any, timeout_s: float | None = None, in_caller_thread: bool = False
-    ) -> T_co:
-        """Runs unbatched, in the calling (worker) thread; `in_caller_thread`: TensorFlow's
-        ops too (SavedModelServable.run)."""
-        ...
-
-    def finish(self, outputs: Mapping[str, np.ndarray]) -> T_co:
-        """The answer from a batched run's outputs (by alias)."""
-        ...
+    def __call__(self, servable: Servable) -> Call[T_co]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,146 +86,134 @@ class PredictResult:
 
 
 class InferenceRunner:
-    """Runs signatures of loaded servables for the API front ends."""
+    """Runs requests on loaded servables for the API front ends."""
 
-    def __init__(
-        self,
-        lookup: ServableLookup,
-        executor: concurrent.futures.Executor,
-        batching: BatchingSession | None = None,
-    ) -> None:
+    def __init__(self, lookup: ServableLookup, workers: Workers) -> None:
+        """`workers`: where runs (and off-loop work) execute: the daemon's thread pool."""
         self.lookup = lookup
-        self._executor = executor
-        self.batching = batching
+        self._workers = workers
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on a worker thread (work too long for the event loop)."""
         loop = asyncio.get_running_loop()
-        return await LoopBridge.for_loop(loop).watch(self._executor.submit(fn, *args))
-
-    async def predict(
-        self,
-        request: ModelRequest,
-        inputs: Inputs | InputsFor,
-        output_filter: Sequence[str] = (),
-        timeout: float | None = None,
-        *,
-        large: bool = False,
-    ) -> PredictResult:
-        """Runs the signature ``request`` names on the version it names.
-
-        ``inputs`` may be a function of that version's signature: it is called once, under
-        the same handle as the run, so a version swap between the two cannot happen (on a
-        worker thread when `large`). Its errors are the request's own and carry no
-        model/version suffix.
-        """
-        handle = self.lookup.handle(request.name, request.version, request.label)
-        try:
-            servable: Any = handle.servable
-            try:
-                signature = servable.signature(request.signature_name)
-            except ServingError as exc:
-                raise with_context(exc, handle.id) from None
-            if not isinstance(inputs, Mapping):
-                inputs = await self.off_loop(inputs, signature) if large else inputs(signature)
-            started = self._start(handle.id, servable, signature, inputs, output_filter, timeout)
-        except BaseException:
-            handle.release()
-            raise
-        outputs = await _await_leased(handle, started, timeout, request)
-        return PredictResult(handle.id, signature.name, outputs)
-
-    def _start(
-        self,
-        servable_id: ServableId,
-        servable: Any,
-        signature: Any,
-        inputs: Inputs,
-        output_filter: Sequence[str],
-        timeout: float | None,
-    ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
-        """Queues the run: on the batch scheduler, or on a worker thread."""
-        try:
-            params = self.batching.parameters_for(servable_id) if self.batching else None
-            if self.batching is not None and params is not None:
-                return self.batching.submit(
-                    servable_id, servable, signature, inputs, output_filter, params, timeout
-                )
-            return self._executor.submit(
-                servable.run, signature, inputs, output_filter, timeout_s=timeout
-            )
-        except ServingError as exc:
-            raise with_context(exc, servable_id) from None
+        return await LoopBridge.for_loop(loop).watch(self._workers.submit(fn, *args))
 
     async def run(
-        self,
-        request: ModelRequest,
-        call: Callable[[Any], T],
-        timeout: float | None = None,
+        self, request: ModelRequest, plan: Plan[T], timeout: float | None = None
     ) -> ServableResult[T]:
-        """Runs ``call(servable)`` on a worker thread against the version ``request`` names.
+        """Runs ``plan``'s call on the version ``request`` names.
 
-        The handle is held until ``call`` returns (also after the deadline passed: TensorFlow
-        is still using the session); errors name the model and version. For MultiInference,
-        whose model-side logic lives in ``servingd.servables`` (Classify and Regress go
-        through ``run_planned``).
+        The handle is held until the call has run (also after the deadline passed:
+        TensorFlow is still using the session); errors of the run name the model and
+        version.
         """
         handle = self.lookup.handle(request.name, request.version, request.label)
         try:
-            future = self._executor.submit(call, handle.servable)
-        except BaseException:
-            handle.release()
-            raise
-        value = await _await_leased(handle, future, timeout, request)
-        return ServableResult(handle.id, value)
-
-    async def run_planned(
-        self,
-        request: ModelRequest,
-        make_plan: Callable[[Any], SignaturePlan[T]],
-        timeout: float | None = None,
-    ) -> ServableResult[T]:
-        """Runs ``make_plan(servable)`` against the version ``request`` names: through the
-        batch scheduler when the model is batched, else as an unbatched Predict (a worker
-        thread).
-
-        The plan is made on the event loop; batched, it is also finished there and only
-        TensorFlow runs on the batch thread. Errors name the model and version.
-        """
-        handle = self.lookup.handle(request.name, request.version, request.label)
-        finish: Callable[[dict[str, np.ndarray]], T] | None = None
-        started: concurrent.futures.Future[Any]
-        try:
-            servable: Any = handle.servable
-            plan = make_plan(servable)
-            params = self.batching.parameters_for(handle.id) if self.batching else None
-            if self.batching is not None and params is not None:
-                signature = servable.signature(plan.signature_key)
-                started = self.batching.submit(
-                    handle.id,
-                    servable,
-                    signature,
-                    plan.inputs,
-                    plan.output_aliases,
-                    params,
-                    timeout,
-                )
-                finish = plan.finish
-            else:
-                started = self._executor.submit(plan.run, servable, timeout)
-        except ServingError as exc:
-            handle.release()
-            raise with_context(exc, handle.id) from None
+            servable: Servable = handle.servable
+            call = await self.off_loop(plan, servable) if plan.off_loop else plan(servable)
+            try:
+                started = servable.start(call, timeout, self._workers)
+            except ServingError as exc:
+                raise with_context(exc, handle.id) from None
         except BaseException:
             handle.release()
             raise
         value = await _await_leased(handle, started, timeout, request)
-        if finish is None:
-            return ServableResult(handle.id, value)
+        return ServableResult(handle.id, value)
+
+
+class PredictPlan:
+    """Predict: the named signature of the leased version, fed `inputs` (or the inputs
+    made from that signature: called once, under the same handle as the run, so a version
+    swap between the two cannot happen). Planned, it is its own Call, whose value is the
+    PredictResult."""
+
+    __slots__ = (
+        "_inputs",
+        "id",
+        "inputs",
+        "off_loop",
+        "output_filter",
+        "signature",
+        "signature_name",
+    )
+    # Set when planned (__call__).
+    id: ServableId
+    signature: Signature
+    inputs: Inputs
+
+    def __init__(
+        self,
+        inputs: Inputs | InputsFor,
+        signature_name: str = "",
+        output_filter: Sequence[str] = (),
+        *,
+        off_loop: bool = False,
+    ) -> None:
+        self._inputs = inputs
+        self.signature_name = signature_name
+        self.output_filter = output_filter
+        self.off_loop = off_loop
+
+    def __call__(self, servable: Servable) -> PredictPlan:
         try:
-            return ServableResult(handle.id, finish(value))
+            signature = servable.signature(self.signature_name)
         except ServingError as exc:
-            raise with_context(exc, handle.id) from None
+            raise with_context(exc, servable.id) from None
+        # The inputs' own errors are the request's: no model/version suffix.
+        inputs = self._inputs
+        self.inputs = inputs if isinstance(inputs, Mapping) else inputs(signature)
+        self.id = servable.id
+        self.signature = signature
+        return self
+
+    def batch_input(self, servable: Servable) -> BatchInput:
+        return BatchInput(self.signature, self.inputs, self.output_filter)
+
+    def run(self, servable: Servable, timeout_s: float | None) -> PredictResult:
+        outputs = servable.run(self.signature, self.inputs, self.output_filter, timeout_s=timeout_s)
+        return PredictResult(self.id, self.signature.name, outputs)
+
+    def finish(self, outputs: Outputs) -> PredictResult:
+        return PredictResult(self.id, self.signature.name, outputs)
+
+
+async def predict(
+    runner: InferenceRunner,
+    request: ModelRequest,
+    inputs: Inputs | InputsFor,
+    output_filter: Sequence[str] = (),
+    timeout: float | None = None,
+    *,
+    large: bool = False,
+) -> PredictResult:
+    """``runner.run`` with a PredictPlan (``large``: the inputs are made on a worker
+    thread), for callers that want only its PredictResult."""
+    plan = PredictPlan(inputs, request.signature_name, output_filter, off_loop=large)
+    return (await runner.run(request, plan, timeout)).value
+
+
+class OnServable(Generic[T]):
+    """A function of the servable, run on a worker thread and never batched (MultiInference,
+    whose model-side logic lives in ``servingd.servables``). A Plan and its own Call."""
+
+    __slots__ = ("fn",)
+    off_loop = False
+
+    def __init__(self, fn: Callable[[Servable], T]) -> None:
+        self.fn = fn
+
+    def __call__(self, servable: Servable) -> OnServable[T]:
+        return self
+
+    def batch_input(self, servable: Servable) -> None:
+        return None
+
+    def run(self, servable: Servable, timeout_s: float | None) -> T:
+        return self.fn(servable)
+
+    def finish(self, outputs: Outputs) -> T:
+        raise AssertionError("a call with no batch input is never batched")
 
 
 async def _await_leased(

@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,9 @@ class BatchTask:
     """One request: `size` rows of `inputs` (alias -> array, rows along dimension 0).
 
     `shape_key` says which tasks may share a batch; `output_aliases` what this caller
-    gets back; `deadline` is on `time.monotonic()`'s clock (None: no deadline).
+    gets back; `deadline` is on `time.monotonic()`'s clock (None: no deadline); `finish`
+    turns the task's outputs into its Future's value, on the batch thread once the last
+    piece has run (None: the outputs themselves).
     """
 
     def __init__(
@@ -71,13 +74,15 @@ class BatchTask:
         shape_key: Hashable = None,
         output_aliases: Sequence[str] = (),
         deadline: float | None = None,
+        finish: Callable[[Outputs], Any] | None = None,
     ) -> None:
         self.inputs = inputs
         self.size = size
         self.shape_key = shape_key
         self.output_aliases = tuple(output_aliases)
         self.deadline = deadline
-        self.future: concurrent.futures.Future[Outputs] = concurrent.futures.Future()
+        self.finish = finish
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.enqueue_time = 0.0
         # Scheduler state, guarded by the scheduler's lock.
         self.next_row = 0  # rows [0, next_row) are in batches already
@@ -111,7 +116,15 @@ class BatchTask:
                 alias: np.concatenate([p[1][alias] for p in pieces], axis=0)
                 for alias in pieces[0][1]
             }
-        self.future.set_result(result)
+        if self.finish is None:
+            self.future.set_result(result)
+            return
+        try:
+            value = self.finish(result)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+            return
+        self.future.set_result(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +230,7 @@ class SharedBatchScheduler:
         task: BatchTask,
         params: BatchingParameters,
         processor: Processor,
-    ) -> concurrent.futures.Future[Outputs]:
+    ) -> concurrent.futures.Future[Any]:
         """Enqueues `task`; returns its Future. Raises InvalidArgument / Unavailable."""
         if task.size > params.max_task_size:
             raise InvalidArgument(

@@ -9,7 +9,7 @@ servingd adds: a model with a batching section of its own (models.d/*.yaml, serv
 keeps it, whatever its SavedModel ships.
 
 `BatchingFileLoader` wraps a version's loader: it reads the file before the model loads
-(so a bad file costs no TensorFlow load), tells the BatchingSession what the version
+(so a bad file costs no TensorFlow load), tells the parameter registry what the version
 brought once it is loaded, and forgets it when the version unloads.
 """
 
@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from servingd.batching.parameters import BatchingParameters
-from servingd.batching.session import BatchingSession
+from servingd.batching.registry import BatchingParameterRegistry
 from servingd.batching.text_proto import load_batching_parameters_file
 from servingd.core.config_error import ConfigError
 from servingd.core.errors import InvalidArgument
@@ -42,12 +42,16 @@ class BatchingFileLoader:
     """A Loader that also reads the version's batching_params.pbtxt (see the module)."""
 
     def __init__(
-        self, inner: Loader, servable_id: ServableId, path: str, session: BatchingSession
+        self,
+        inner: Loader,
+        servable_id: ServableId,
+        path: str,
+        registry: BatchingParameterRegistry,
     ) -> None:
         self._inner = inner
         self._id = servable_id
         self._path = path
-        self._session = session
+        self._registry = registry
 
     def estimate_resources(self) -> ResourceEstimate:
         return self._inner.estimate_resources()
@@ -60,10 +64,10 @@ class BatchingFileLoader:
                 f"Loading servable: {self._id} from {self._path} failed: {exc}"
             ) from None
         self._inner.load()
-        self._session.set_version_parameters(self._id, params)
+        self._registry.set_version_parameters(self._id, params)
 
     def unload(self) -> None:
-        self._session.set_version_parameters(self._id, None)
+        self._registry.set_version_parameters(self._id, None)
         self._inner.unload()
 
     def servable(self) -> Any:

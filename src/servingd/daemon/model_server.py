@@ -10,10 +10,8 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
-import importlib
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +22,9 @@ from servingd.apis.grpc.server import GrpcFrontEnd, GrpcOptions
 from servingd.apis.inference import InferenceRunner
 from servingd.apis.model_info import ModelInfo
 from servingd.apis.rest.server import RestApi, RestFrontEnd, RestOptions
-from servingd.batching.parameters import BatchingParameters
+from servingd.batching.registry import BatchingParameterRegistry
 from servingd.batching.scheduler import SharedBatchScheduler
-from servingd.batching.session import FROM_VERSION, BatchingSession, FromVersion
-from servingd.batching.version_parameters import BatchingFileLoader
+from servingd.batching.submitter import BatchSubmitter
 from servingd.config.errors import ConfigError
 from servingd.config.model_server_config import load_model_server_config, models_from_proto
 from servingd.config.models import ModelConfig
@@ -35,9 +32,7 @@ from servingd.config.schema import RESTART_ONLY, SECRET
 from servingd.config.settings import ServerSettings
 from servingd.core.errors import FailedPrecondition, InvalidArgument, ServingError
 from servingd.core.events import EventBus
-from servingd.core.ids import ServableId
 from servingd.core.labels import VersionLabels
-from servingd.core.loader import Loader
 from servingd.core.lookup import ServableLookup
 from servingd.core.manager import AspiredVersionsManager, ManagerOptions
 from servingd.core.model_status import ModelStatus
@@ -45,15 +40,11 @@ from servingd.core.monitor import ServableStateMonitor
 from servingd.core.states import ManagerState, ServableState
 from servingd.core.thread_priority import lower_current_thread
 from servingd.daemon.checks import check_machine
-from servingd.daemon.gc_freeze import freeze_startup_objects
 from servingd.daemon.health import OVERALL_HEALTH, HealthPublisher
-from servingd.daemon.heap_reuse import HeapReturningLoader
+from servingd.daemon.loaders import VersionLoaders, apply_batching
 from servingd.daemon.model_diff import diff_models
 from servingd.daemon.reload_status import RELOAD_SETTLE_TIMEOUT_S
 from servingd.daemon.version_labels import LabelApplier
-from servingd.servables.session_options import SessionOptions
-from servingd.servables.tflite import TfLiteLoader, TfLiteOptions, loads_as_tflite
-from servingd.servables.warmup import WarmupOptions
 from servingd.sources.polling import PollingSource, SourceModelConfig
 from servingd.sources.router import StoreRouter
 from servingd.sources.version_store import LocalStore, VersionStore
@@ -64,7 +55,6 @@ log = logging.getLogger(__name__)
 # for a small box; TensorFlow's own thread pools do the work of each load.
 DEFAULT_LOAD_THREADS = 2
 STATUS_REASON_CHARS = 160  # per model not serving, in STATUS= (the full text: /readyz)
-SAVED_MODEL_MODULE = "servingd.servables.saved_model"
 
 
 # Settings that only a restart applies (the listeners and what is fixed when the loader,
@@ -127,17 +117,16 @@ class ModelServer:
                 load_retry_interval_s=settings.load_retry_interval_s,
             ),
         )
-        self._session_options = SessionOptions(
-            tags=settings.saved_model_tags,
-            intra_op_parallelism=settings.intra_op_parallelism,
-            inter_op_parallelism=settings.inter_op_parallelism,
-            gpu_memory_fraction=settings.per_process_gpu_memory_fraction,
-            allow_growth=settings.gpu_allow_growth,
-            thread_nice=settings.compute_thread_nice,
+        # One shared batch scheduler for every batched model (threads start on first use).
+        self.batching = BatchingParameterRegistry(
+            SharedBatchScheduler(1, thread_nice=settings.compute_thread_nice)
         )
-        self._warmup = WarmupOptions(
-            enabled=settings.enable_model_warmup,
-            num_request_iterations=settings.num_request_iterations_for_warmup,
+        self.loaders = VersionLoaders(
+            settings,
+            lambda: self.settings,
+            lambda: self.models,
+            self.batching,
+            BatchSubmitter(self.batching.scheduler),
         )
         self.stores = StoreRouter(
             LocalStore(settings.file_system_poll_wait_s, settings.version_settle_s),
@@ -145,7 +134,7 @@ class ModelServer:
         )
         self.source = PollingSource(
             [_source_model(m) for m in settings.models],
-            self._make_loader,
+            self.loaders,
             poll_wait_s=settings.file_system_poll_wait_s,
             settle_s=settings.version_settle_s,
             fall_back=settings.fall_back_to_loadable_version,
@@ -171,12 +160,8 @@ class ModelServer:
             thread_name_prefix="servingd-run",
             initializer=functools.partial(lower_current_thread, settings.compute_thread_nice),
         )
-        # One shared batch scheduler for every batched model (threads start on first use).
-        self.batching = BatchingSession(
-            SharedBatchScheduler(1, thread_nice=settings.compute_thread_nice)
-        )
-        self._apply_batching(settings.models)
-        self.runner = InferenceRunner(self.lookup, self.executor, self.batching)
+        apply_batching(self.batching, settings, settings.models)
+        self.runner = InferenceRunner(self.lookup, self.executor)
         self.model_info = ModelInfo(self.lookup, self.status)
         # One in-flight count across gRPC and REST: the cap is the server's, not a port's.
         self.limiter = InFlightLimiter(
@@ -192,55 +177,6 @@ class ModelServer:
         self.health = HealthPublisher(self.status, lambda: list(self.models))
         self._reload_lock = asyncio.Lock()
         self._config_poll: asyncio.Task[None] | None = None
-
-    def _make_loader(self, servable_id: ServableId, path: str) -> Loader:
-        # Per-model settings (placement, TF Lite's) apply from the next version load.
-        model = self.models.get(servable_id.name)
-        loader: Loader
-        if loads_as_tflite(
-            path,
-            platform=model.platform if model is not None else "",
-            prefer_tflite=self.settings.prefer_tflite_model,
-        ):
-            loader = TfLiteLoader(servable_id, path, self._tflite_options(model), self._warmup)
-        else:
-            options = self._session_options
-            if model is not None and model.device is not None:
-                options = dataclasses.replace(options, device=model.device)
-            loader = saved_model_loader_class()(servable_id, path, options, self._warmup)
-        if self.settings.per_model_batching_parameters:
-            loader = BatchingFileLoader(loader, servable_id, path, self.batching)
-        return HeapReturningLoader(loader)
-
-    def _tflite_options(self, model: ModelConfig | None) -> TfLiteOptions:
-        s = self.settings
-        interpreters = s.num_tflite_pools * s.num_tflite_interpreters_per_pool
-        if model is None:
-            return TfLiteOptions(interpreters=interpreters)
-        return TfLiteOptions(
-            interpreters=model.interpreters or interpreters,
-            threads=model.threads,
-            delegate=model.delegate,
-            xnnpack=model.xnnpack,
-        )
-
-    def batching_parameters(self, model: ModelConfig) -> BatchingParameters | FromVersion | None:
-        """A model's batching: its own section, else (batching on) each version's
-        batching_params.pbtxt with --enable_per_model_batching_parameters, else the
-        server-wide setting; None: not batched."""
-        if model.batching is not None:
-            return model.batching
-        if self.settings.batching is not None and self.settings.per_model_batching_parameters:
-            return FROM_VERSION
-        return self.settings.batching
-
-    def _apply_batching(self, models: Sequence[ModelConfig]) -> None:
-        by_model = {}
-        for model in models:
-            params = self.batching_parameters(model)
-            if params is not None:
-                by_model[model.name] = params
-        self.batching.set_parameters(by_model, pool=self.settings.batching)
 
     async def start(self) -> None:
         """Starts loading and listening; returns at once (see wait_until_settled)."""
@@ -383,7 +319,7 @@ class ModelServer:
         log.info("applying model config: %s", diff.describe())
         self.models = diff.models
         # Batching changes apply to the next batch; the model is not reloaded for them.
-        self._apply_batching(models)
+        apply_batching(self.batching, self.settings, models)
         await asyncio.to_thread(self.source.update_config, [_source_model(m) for m in models])
         for name in diff.removed:
             self.label_applier.forget(name)
@@ -522,19 +458,6 @@ def _s3_store(settings: ServerSettings) -> VersionStore:
             environ=os.environ,
         )
     )
-
-
-def saved_model_loader_class() -> Callable[..., Loader]:
-    """SavedModelLoader, importing TensorFlow the first time a SavedModel version is seen: a
-    daemon whose models are all TF Lite never imports it. Its start-up objects are frozen
-    then, as the daemon's own were at start (see gc_freeze)."""
-    first = SAVED_MODEL_MODULE not in sys.modules
-    module = importlib.import_module(SAVED_MODEL_MODULE)
-    if first:
-        log.info("TensorFlow imported for the first SavedModel version")
-        freeze_startup_objects()
-    loader: Callable[..., Loader] = module.SavedModelLoader
-    return loader
 
 
 def _source_model(model: ModelConfig) -> SourceModelConfig:

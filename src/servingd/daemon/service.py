@@ -93,7 +93,7 @@ class Service:
         self.server.bus.subscribe(on_state)
         self._write_pid_file()
         # No model is loaded yet (see gc_freeze; TensorFlow, imported with the first
-        # SavedModel version, is frozen then: model_server.saved_model_loader_class).
+        # SavedModel version, is frozen then: loaders.saved_model_loader_class).
         freeze_startup_objects()
         tasks: list[asyncio.Task[None]] = []
         try:

@@ -19,7 +19,7 @@ MatMul stays parallel). For a short run the hand-off costs more than the run: me
 (2 vCPU), half_plus_two batch 1 took 150-400 us of CPU per run through the pool and 26-166
 in the caller thread, the MLP 460-940 against 360-530, with idle gaps between runs as a
 server has them. TensorFlow enforces no timeout on a run in the caller thread, so it is
-used only for runs known to be short: short batched runs (batching.session).
+used only for runs known to be short: short batched runs (batching.batch_processor).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tensorflow.core.protobuf import config_pb2
 from servingd.core import errors
 from servingd.core.ids import ServableId, model_fields
 from servingd.core.thread_priority import lower_current_thread
+from servingd.servables.servable import RunsOnWorkers
 from servingd.servables.session_options import SessionOptions
 from servingd.servables.signatures import Signature, SignatureLookup, TensorSpec
 from servingd.servables.version_dir import VersionDirLoader
@@ -64,8 +65,9 @@ def timeout_bucket_ms(timeout_s: float | None) -> int:
     return max(1, math.ceil(2 ** (half_powers / 2)))
 
 
-class SavedModelServable(SignatureLookup):
-    """One loaded SavedModel version: its signatures and a thread-safe ``run``."""
+class SavedModelServable(RunsOnWorkers, SignatureLookup):
+    """One loaded SavedModel version: its signatures and a thread-safe ``run``
+    (servables.servable.Servable)."""
 
     def __init__(
         self, id: ServableId, path: str, session: tf.compat.v1.Session, meta_graph_def: Any
@@ -117,17 +119,16 @@ class SavedModelServable(SignatureLookup):
         fetch_names: Sequence[str],
         *,
         timeout_s: float | None = None,
-        in_caller_thread: bool = False,
     ) -> list[np.ndarray]:
         """Feed graph tensors by name and fetch others, with no signature checks.
 
         For callers that did their own checks (the tf.Example APIs: Classify, Regress,
         MultiInference), as TF Serving's ``Session::Run`` with tensor names. Safe from many
-        threads; TensorFlow errors become ServingErrors with TF's code; ``timeout_s`` and
-        ``in_caller_thread`` as in ``run``.
+        threads; TensorFlow errors become ServingErrors with TF's code; ``timeout_s`` as in
+        ``run``.
         """
         feed_names = tuple(feeds)
-        fn = self._callable(feed_names, tuple(fetch_names), timeout_s, in_caller_thread)
+        fn = self._callable(feed_names, tuple(fetch_names), timeout_s)
         try:
             results = fn(*(feeds[name] for name in feed_names))
         except tf.errors.OpError as exc:

@@ -18,21 +18,24 @@ default in TF Serving so that native TF2 exports work). Messages and codes are T
 worker thread (model warmup calls them while loading). With ``timeout_s`` TensorFlow
 cancels the run once it is over (see ``SavedModelServable.run``). The API front ends plan a
 Classify or Regress first (``plan_classify``/``plan_regress``: checks and serialized
-examples) and then run the plan on a worker thread, or hand it to the batch scheduler when
-the model is batched (``InferenceRunner.run_planned``).
+examples); the plan is a ``servables.servable.Call`` that the version starts: on a worker
+thread, or through the batch scheduler when the model is batched.
+
+"Task" is the batch scheduler's word (``BatchTask``) and the MultiInference proto's; a
+signature checked for Classify or Regress here is a ``CheckedSignature``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from servingd.core import errors
-from servingd.core.ids import ServableId
 from servingd.servables.codecs import dtype_name, proto_enum_from_dtype
+from servingd.servables.servable import BatchInput, Outputs, Servable
 from servingd.servables.signature_constants import (
     CLASSIFY_INPUTS,
     CLASSIFY_METHOD_NAME,
@@ -50,22 +53,6 @@ from servingd.wire.tensorflow_serving.apis import (
 )
 
 
-class ExampleServable(Protocol):
-    """What these functions need of a servable (SavedModelServable has it)."""
-
-    id: ServableId
-    meta_graph_def: Any
-
-    def run_tensors(
-        self,
-        feeds: Mapping[str, np.ndarray],
-        fetch_names: Sequence[str],
-        *,
-        timeout_s: float | None = None,
-        in_caller_thread: bool = False,
-    ) -> list[np.ndarray]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ExampleResponse:
     """A filled response proto and how many examples the request carried (for metrics)."""
@@ -75,7 +62,7 @@ class ExampleResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class _Task:
+class CheckedSignature:
     """One signature, checked: the tensor to feed and the tensors to fetch.
 
     ``input_alias`` and ``output_aliases`` are the signature's names of those tensors (the
@@ -121,7 +108,7 @@ def _signature_key(signature_name: str) -> str:
     return signature_name or DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
 
-def _find_signature(servable: ExampleServable, signature_name: str) -> tuple[str, Any]:
+def _find_signature(servable: Servable, signature_name: str) -> tuple[str, Any]:
     key = _signature_key(signature_name)
     signatures = servable.meta_graph_def.signature_def
     if key not in signatures:
@@ -133,7 +120,9 @@ def _debug_string(signature_def: Any) -> str:
     return str(signature_def)
 
 
-def classification_task(key: str, signature_def: Any, *, check_method_name: bool) -> _Task:
+def check_classification_signature(
+    key: str, signature_def: Any, *, check_method_name: bool
+) -> CheckedSignature:
     """TF Serving's PreProcessClassification."""
     if check_method_name and signature_def.method_name != CLASSIFY_METHOD_NAME:
         raise errors.InvalidArgument(
@@ -160,7 +149,7 @@ def classification_task(key: str, signature_def: Any, *, check_method_name: bool
     aliases = tuple(
         alias for alias in (CLASSIFY_OUTPUT_CLASSES, CLASSIFY_OUTPUT_SCORES) if alias in outputs
     )
-    return _Task(
+    return CheckedSignature(
         key,
         signature_def,
         CLASSIFY_INPUTS,
@@ -170,7 +159,9 @@ def classification_task(key: str, signature_def: Any, *, check_method_name: bool
     )
 
 
-def regression_task(key: str, signature_def: Any, *, check_method_name: bool) -> _Task:
+def check_regression_signature(
+    key: str, signature_def: Any, *, check_method_name: bool
+) -> CheckedSignature:
     """TF Serving's PreProcessRegression."""
     if check_method_name and signature_def.method_name != REGRESS_METHOD_NAME:
         raise errors.InvalidArgument(
@@ -189,7 +180,7 @@ def regression_task(key: str, signature_def: Any, *, check_method_name: bool) ->
         raise errors.InvalidArgument(
             f"No regression outputs found in SignatureDef: {_debug_string(signature_def)}"
         )
-    return _Task(
+    return CheckedSignature(
         key,
         signature_def,
         REGRESS_INPUTS,
@@ -231,10 +222,10 @@ def _check_class_tensor(
 
 
 def fill_classification_result(
-    task: _Task, num_examples: int, outputs: Mapping[str, np.ndarray], result: Any
+    checked: CheckedSignature, num_examples: int, outputs: Mapping[str, np.ndarray], result: Any
 ) -> None:
     """TF Serving's PostProcessClassificationResult; ``outputs`` is keyed by tensor name."""
-    sig_outputs = task.signature_def.outputs
+    sig_outputs = checked.signature_def.outputs
     classes = scores = None
     if CLASSIFY_OUTPUT_CLASSES in sig_outputs:
         classes = outputs.get(sig_outputs[CLASSIFY_OUTPUT_CLASSES].name)
@@ -271,10 +262,10 @@ def fill_classification_result(
 
 
 def fill_regression_result(
-    task: _Task, num_examples: int, outputs: Mapping[str, np.ndarray], result: Any
+    checked: CheckedSignature, num_examples: int, outputs: Mapping[str, np.ndarray], result: Any
 ) -> None:
     """TF Serving's PostProcessRegressionResult; ``outputs`` is keyed by tensor name."""
-    name = task.signature_def.outputs[REGRESS_OUTPUTS].name
+    name = checked.signature_def.outputs[REGRESS_OUTPUTS].name
     array = outputs.get(name)
     if array is None:
         raise errors.InvalidArgument(f"Could not find output tensor '{name}'")
@@ -306,19 +297,15 @@ def _fill_model_spec(spec: Any, name: str, signature_name: str, version: int) ->
 
 
 def _run(
-    servable: ExampleServable,
+    servable: Servable,
     examples: np.ndarray,
     task_inputs: Sequence[str],
     fetches: Sequence[str],
     timeout_s: float | None,
-    in_caller_thread: bool = False,
 ) -> dict[str, np.ndarray]:
     """Feeds the serialized examples to each of `task_inputs`; the fetched tensors by name."""
     arrays = servable.run_tensors(
-        {name: examples for name in task_inputs},
-        fetches,
-        timeout_s=timeout_s,
-        in_caller_thread=in_caller_thread,
+        {name: examples for name in task_inputs}, fetches, timeout_s=timeout_s
     )
     return dict(zip(fetches, arrays, strict=True))
 
@@ -327,14 +314,15 @@ def _run(
 class ExamplePlan:
     """A checked Classify or Regress request: what to feed and fetch, and how to answer.
 
-    Built on the version that will run it (``plan_classify`` / ``plan_regress``). It runs
-    either directly (``run``, tensor names, on a worker thread) or as one task of the
-    batch scheduler: feed ``inputs`` to ``signature_key`` (signature aliases), fetch
-    ``output_aliases``, and build the response from those outputs with ``finish``. TF
-    Serving batches these the same way: their Session::Run matches the signature's tensors.
+    Built on the version that will run it (``plan_classify`` / ``plan_regress``); a
+    ``servables.servable.Call``. It runs either directly (``run``, tensor names, on a worker
+    thread) or as one task of the batch scheduler: feed ``inputs`` to ``signature_key``
+    (signature aliases), fetch ``output_aliases``, and build the response from those
+    outputs with ``finish``. TF Serving batches these the same way: their Session::Run
+    matches the signature's tensors.
     """
 
-    task: _Task
+    checked: CheckedSignature
     examples: np.ndarray
     model_spec: Any
     version: int
@@ -343,42 +331,34 @@ class ExamplePlan:
 
     @property
     def signature_key(self) -> str:
-        return self.task.key
+        return self.checked.key
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
-        return {self.task.input_alias: self.examples}
+        return {self.checked.input_alias: self.examples}
 
     @property
     def output_aliases(self) -> tuple[str, ...]:
-        return self.task.output_aliases
+        return self.checked.output_aliases
 
-    def run(
-        self,
-        servable: ExampleServable,
-        timeout_s: float | None = None,
-        in_caller_thread: bool = False,
-    ) -> ExampleResponse:
-        """Runs it in this thread (TensorFlow synchronously) and builds the response;
-        `in_caller_thread` as in SavedModelServable.run."""
-        task = self.task
+    def batch_input(self, servable: Servable) -> BatchInput:
+        return BatchInput(servable.signature(self.checked.key), self.inputs, self.output_aliases)
+
+    def run(self, servable: Servable, timeout_s: float | None = None) -> ExampleResponse:
+        """Runs it in this thread (TensorFlow synchronously) and builds the response."""
+        checked = self.checked
         outputs = _run(
-            servable,
-            self.examples,
-            [task.input_tensor],
-            task.output_tensors,
-            timeout_s,
-            in_caller_thread,
+            servable, self.examples, [checked.input_tensor], checked.output_tensors, timeout_s
         )
         return self._response(outputs)
 
-    def finish(self, outputs: Mapping[str, np.ndarray]) -> ExampleResponse:
+    def finish(self, outputs: Outputs) -> ExampleResponse:
         """The response from outputs by signature alias (what a batched run returns)."""
         return self._response(
             {
                 tensor: outputs[alias]
                 for alias, tensor in zip(
-                    self.task.output_aliases, self.task.output_tensors, strict=True
+                    self.checked.output_aliases, self.checked.output_tensors, strict=True
                 )
             }
         )
@@ -389,18 +369,18 @@ class ExamplePlan:
         _fill_model_spec(
             response.model_spec, self.model_spec.name, self.model_spec.signature_name, self.version
         )
-        self.fill_result(self.task, num_examples, outputs_by_tensor, response.result)
+        self.fill_result(self.checked, num_examples, outputs_by_tensor, response.result)
         return ExampleResponse(response, num_examples)
 
 
 def plan_classify(
-    servable: ExampleServable, request: Any, *, check_method_name: bool = False
+    servable: Servable, request: Any, *, check_method_name: bool = False
 ) -> ExamplePlan:
     """A ClassificationRequest checked against ``servable`` (TF Serving's RunClassify)."""
     return _plan_single_task(
         servable,
         request,
-        classification_task,
+        check_classification_signature,
         classification_pb2.ClassificationResponse,
         fill_classification_result,
         check_method_name,
@@ -408,13 +388,13 @@ def plan_classify(
 
 
 def plan_regress(
-    servable: ExampleServable, request: Any, *, check_method_name: bool = False
+    servable: Servable, request: Any, *, check_method_name: bool = False
 ) -> ExamplePlan:
     """A RegressionRequest checked against ``servable`` (TF Serving's RunRegress)."""
     return _plan_single_task(
         servable,
         request,
-        regression_task,
+        check_regression_signature,
         regression_pb2.RegressionResponse,
         fill_regression_result,
         check_method_name,
@@ -422,7 +402,7 @@ def plan_regress(
 
 
 def classify(
-    servable: ExampleServable,
+    servable: Servable,
     request: Any,
     *,
     check_method_name: bool = False,
@@ -434,7 +414,7 @@ def classify(
 
 
 def regress(
-    servable: ExampleServable,
+    servable: Servable,
     request: Any,
     *,
     check_method_name: bool = False,
@@ -446,18 +426,18 @@ def regress(
 
 
 def _plan_single_task(
-    servable: ExampleServable,
+    servable: Servable,
     request: Any,
-    make_task: Callable[..., _Task],
+    check_signature: Callable[..., CheckedSignature],
     response_type: Callable[[], Any],
     fill_result: Callable[[Any, int, Mapping[str, np.ndarray], Any], None],
     check_method_name: bool,
 ) -> ExamplePlan:
     """Classify and Regress: one signature, one run, one result message."""
     key, signature_def = _find_signature(servable, request.model_spec.signature_name)
-    task = make_task(key, signature_def, check_method_name=check_method_name)
+    checked = check_signature(key, signature_def, check_method_name=check_method_name)
     return ExamplePlan(
-        task,
+        checked,
         serialized_examples(request.input),
         request.model_spec,
         servable.id.version,
@@ -467,7 +447,7 @@ def _plan_single_task(
 
 
 def multi_inference(
-    servable: ExampleServable,
+    servable: Servable,
     request: Any,
     *,
     check_method_name: bool = False,
@@ -483,7 +463,7 @@ def multi_inference(
     """
     model_name = ""
     seen: set[str] = set()
-    tasks: list[tuple[str, _Task]] = []
+    checked: list[tuple[str, CheckedSignature]] = []
     for task_proto in request.tasks:
         spec = task_proto.model_spec
         if not spec.name:
@@ -503,27 +483,31 @@ def multi_inference(
             raise errors.InvalidArgument(f"Requested signature not found in model graph: {key}")
         method = task_proto.method_name
         if method == CLASSIFY_METHOD_NAME:
-            task = classification_task(key, signature_def, check_method_name=check_method_name)
+            sig = check_classification_signature(
+                key, signature_def, check_method_name=check_method_name
+            )
         elif method == REGRESS_METHOD_NAME:
-            task = regression_task(key, signature_def, check_method_name=check_method_name)
+            sig = check_regression_signature(
+                key, signature_def, check_method_name=check_method_name
+            )
         else:
             raise errors.Unimplemented(f"Unsupported signature method_name: {method}")
-        tasks.append((method, task))
-    if not tasks:
+        checked.append((method, sig))
+    if not checked:
         # TF Serving looks the model up by an empty ModelSpec here, which fails.
         raise errors.InvalidArgument("MultiInferenceRequest has no tasks")
-    fetches = sorted({name for _method, task in tasks for name in task.output_tensors})
+    fetches = sorted({name for _method, sig in checked for name in sig.output_tensors})
     examples = serialized_examples(request.input)
     num_examples = len(examples)
-    inputs = sorted({task.input_tensor for _method, task in tasks})
+    inputs = sorted({sig.input_tensor for _method, sig in checked})
     outputs = _run(servable, examples, inputs, fetches, timeout_s)
     response = inference_pb2.MultiInferenceResponse()
-    for (method, task), task_proto in zip(tasks, request.tasks, strict=True):
+    for (method, sig), task_proto in zip(checked, request.tasks, strict=True):
         result = response.results.add()
         if method == CLASSIFY_METHOD_NAME:
-            fill_classification_result(task, num_examples, outputs, result.classification_result)
+            fill_classification_result(sig, num_examples, outputs, result.classification_result)
         else:
-            fill_regression_result(task, num_examples, outputs, result.regression_result)
+            fill_regression_result(sig, num_examples, outputs, result.regression_result)
         _fill_model_spec(
             result.model_spec,
             task_proto.model_spec.name,

@@ -1,8 +1,7 @@
 """TF Lite servables: a version directory's ``model.tflite`` run by LiteRT (``ai-edge-litert``).
 
-Behind the same contract as ``saved_model.SavedModelServable`` (``signature``,
-``signature_def_map``, ``run``, ``run_tensors``, ``meta_graph_def``), so the gRPC and REST
-front ends, batching, warmup and the tf.Example APIs use it unchanged.
+Behind the same contract as the SavedModel servable (``servables.servable.Servable``), so
+the gRPC and REST front ends, batching, warmup and the tf.Example APIs use it unchanged.
 
 Signatures are TF Serving's (tflite_session.cc): the SignatureDef map stored in the
 flatbuffer's metadata when there is one (a tensor name that is not in the model is
@@ -48,6 +47,7 @@ from servingd.servables.codecs import proto_enum_from_dtype
 from servingd.servables.delegates import delegate_library
 from servingd.servables.platforms import TFLITE_PLATFORM
 from servingd.servables.protos import meta_graph_pb2, types_pb2
+from servingd.servables.servable import RunsOnWorkers
 from servingd.servables.signature_constants import (
     DEFAULT_SERVING_SIGNATURE_DEF_KEY,
     PREDICT_METHOD_NAME,
@@ -165,8 +165,9 @@ class InterpreterPool:
         self._closed.set()
 
 
-class TfLiteServable(SignatureLookup):
-    """One loaded TF Lite version: its signatures and a thread-safe ``run``."""
+class TfLiteServable(RunsOnWorkers, SignatureLookup):
+    """One loaded TF Lite version: its signatures and a thread-safe ``run``
+    (servables.servable.Servable)."""
 
     def __init__(
         self,
@@ -197,8 +198,8 @@ class TfLiteServable(SignatureLookup):
         """Validate, feed and fetch; returns output alias -> array. Safe from many threads.
 
         ``timeout_s`` bounds the wait for a free interpreter; a started run is not
-        interrupted. LiteRT always runs in the calling thread (``in_caller_thread`` is
-        accepted for the common contract).
+        interrupted. LiteRT always runs in the calling thread (``in_caller_thread``, the
+        contract's hint, changes nothing).
         """
         feeds = signature.validate_inputs(inputs, strict_shapes=strict_shapes)
         aliases = signature.validate_output_filter(output_filter)
@@ -216,7 +217,6 @@ class TfLiteServable(SignatureLookup):
         fetch_names: Sequence[str],
         *,
         timeout_s: float | None = None,
-        in_caller_thread: bool = False,
     ) -> list[np.ndarray]:
         """Feed tensors by name and fetch others (TF Serving's Session::Run on a TF Lite
         model: a name unknown as such is retried without its ``:N`` suffix)."""

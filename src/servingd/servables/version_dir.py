@@ -6,11 +6,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from servingd.core import errors
 from servingd.core.ids import ServableId, model_fields
 from servingd.core.loader import ResourceEstimate
+from servingd.servables.servable import Servable
 from servingd.servables.warmup import WarmupOptions, run_warmup
 
 # TF Serving's resource estimate: total size of the files under the version dir x 1.2
@@ -21,11 +22,8 @@ RESOURCE_ESTIMATE_RAM_PAD_BYTES = 0
 log = logging.getLogger(__name__)
 
 
-class Closable(Protocol):
-    def close(self) -> None: ...
-
-
-S = TypeVar("S", bound=Closable)
+# A runtime's servable: its loader hands it out and closes it.
+S = TypeVar("S", bound=Servable)
 
 
 class VersionDirLoader(Generic[S]):
@@ -43,7 +41,7 @@ class VersionDirLoader(Generic[S]):
         if self._servable is not None:
             raise errors.FailedPrecondition(f"Servable {self.id} is already loaded")
 
-    def _warm_up(self, servable: object) -> None:
+    def _warm_up(self, servable: Servable) -> None:
         """Before AVAILABLE, as TF Serving: the first clients find a warm model."""
         if self.warmup is not None and self.warmup.enabled:
             run_warmup(servable, self.path, self.warmup)

@@ -23,6 +23,7 @@ from servingd.core import errors
 from servingd.servables import tf_example
 from servingd.servables.codecs import tensor_proto_to_ndarray
 from servingd.servables.metrics import MODEL_WARMUP_LATENCY
+from servingd.servables.servable import Servable
 from servingd.servables.tfrecord import read_records
 from servingd.wire.tensorflow_serving.apis import prediction_log_pb2
 
@@ -51,7 +52,7 @@ def warmup_file(export_dir: str) -> str:
     return os.path.join(export_dir, ASSETS_EXTRA_DIRECTORY, WARMUP_REQUESTS_FILE_NAME)
 
 
-def run_warmup(servable: Any, export_dir: str, options: WarmupOptions) -> int:
+def run_warmup(servable: Servable, export_dir: str, options: WarmupOptions) -> int:
     """Replays the warmup file of ``export_dir`` against ``servable``; returns the records read.
 
     Raises a ServingError (TF Serving's code) naming the file and the record when warmup
@@ -100,7 +101,7 @@ def _read_records(path: str) -> Any:
         raise errors.Unknown(f"Cannot read warmup data {path}: {exc}") from None
 
 
-def _replay(servable: Any, path: str, number: int, record: bytes, iterations: int) -> None:
+def _replay(servable: Servable, path: str, number: int, record: bytes, iterations: int) -> None:
     log_proto = prediction_log_pb2.PredictionLog()
     try:
         log_proto.ParseFromString(record)
@@ -120,7 +121,7 @@ def _replay(servable: Any, path: str, number: int, record: bytes, iterations: in
             ) from None
 
 
-def _run_request(servable: Any, kind: str, log_proto: Any) -> None:
+def _run_request(servable: Servable, kind: str, log_proto: Any) -> None:
     if kind == "predict_log":
         request = log_proto.predict_log.request
         signature = servable.signature(request.model_spec.signature_name)

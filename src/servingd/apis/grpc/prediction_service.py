@@ -11,7 +11,12 @@ import numpy as np
 from servingd.apis.admission import tensor_proto_elements
 from servingd.apis.errors import as_serving_error, grpc_status, public_message
 from servingd.apis.grpc.model_spec import fill_model_spec, model_request
-from servingd.apis.inference import OFF_LOOP_ELEMENTS, InferenceRunner, PredictResult
+from servingd.apis.inference import (
+    OFF_LOOP_ELEMENTS,
+    InferenceRunner,
+    PredictPlan,
+    PredictResult,
+)
 from servingd.apis.model_info import ModelInfo
 from servingd.apis.request_metrics import GRPC, observe_request
 from servingd.apis.tf_example import ExampleApi
@@ -71,13 +76,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
                 observed.model_name = request.model_spec.name
                 spec = model_request(request)
                 declared = sum(tensor_proto_elements(t) for t in request.inputs.values())
-                result = await self._runner.predict(
-                    spec,
+                plan = PredictPlan(
                     lambda _signature: _decode_inputs(request.inputs),
+                    spec.signature_name,
                     tuple(request.output_filter),
-                    time_remaining(context),
-                    large=declared > OFF_LOOP_ELEMENTS,
+                    off_loop=declared > OFF_LOOP_ELEMENTS,
                 )
+                result = (await self._runner.run(spec, plan, time_remaining(context))).value
             if sum(a.size for a in result.outputs.values()) > OFF_LOOP_ELEMENTS:
                 return await self._runner.off_loop(_serialized_predict_response, result)
             return _predict_response(result)

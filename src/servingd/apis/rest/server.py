@@ -38,6 +38,7 @@ from servingd.apis.inference import (
     OFF_LOOP_ELEMENTS,
     InferenceRunner,
     ModelRequest,
+    PredictPlan,
     PredictResult,
 )
 from servingd.apis.model_info import ModelInfo, status_response
@@ -269,9 +270,8 @@ class RestApi:
                 check_arrays(inputs, limiter.options.max_tensor_elements)
             return inputs
 
-        result = await self._runner.predict(
-            spec, decode, timeout=self.options.timeout_ms / 1000.0, large=large
-        )
+        plan = PredictPlan(decode, spec.signature_name, off_loop=large)
+        result = (await self._runner.run(spec, plan, self.options.timeout_ms / 1000.0)).value
         if sum(a.size for a in result.outputs.values()) > OFF_LOOP_ELEMENTS:
             return await self._runner.off_loop(_predict_response, result, body.row_format)
         return _predict_response(result, body.row_format)
