@@ -173,3 +173,31 @@ def test_a_model_cheaper_than_a_call_is_bounded_by_the_canned_reply() -> None:
     assert goal["value"] == pytest.approx(900 / 20400)
     assert goal["bound"] == pytest.approx(1700 / 20400)
     assert goal["reachable"] is False
+
+
+def test_batching_on_over_off_is_bounded_by_the_model_at_the_formed_batch() -> None:
+    """A model that runs barely faster in-process at the batch the scheduler formed than
+    served with batching off cannot gain the goal from batching: MobileNetV2 on two cores
+    (110 rows/s at batch 16 in-process, 103 served unbatched)."""
+    target = next(
+        t
+        for t in targets.all_targets()
+        if t.first == (ON, "gRPC mobilenet_v2", 32) and t.second[0] == OFF
+    )
+    results = [
+        point(ON, "gRPC mobilenet_v2", 32, 100) | {"rows_per_batch": 16.0},
+        point(OFF, "gRPC mobilenet_v2", 32, 103),
+        point(IN_PROCESS, "mobilenet_v2 batch 16", 1, 7) | {"rows_per_s": 110.0},
+        point(CANNED, "gRPC mlp", 32, 8400),
+    ]
+    [goal] = targets.evaluate([target], results, {})
+    assert goal["bound"] == pytest.approx(110 / 103)  # tighter than 8400 / 103
+    assert goal["reachable"] is False
+    # A model with room (the text encoder's 903 rows/s at batch 16 over 495): reachable.
+    results[1] = point(OFF, "gRPC mobilenet_v2", 32, 495)
+    results[2] = point(IN_PROCESS, "mobilenet_v2 batch 16", 1, 56) | {"rows_per_s": 903.0}
+    [goal] = targets.evaluate([target], results, {})
+    assert goal["bound"] == pytest.approx(903 / 495) and goal["reachable"] is True
+    # The formed batch not known: only the canned-reply bound is left.
+    [goal] = targets.evaluate([target], [results[1], results[3]], {})
+    assert goal["bound"] == pytest.approx(8400 / 495)
