@@ -4,8 +4,8 @@ TF Serving wraps a version's Session in a BatchingSession when the version loads
 request path never sees batching; here `BatchedLoader` wraps every version's servable in a
 `BatchedServable` the same way. It is a Servable like the runtime's, and only its `start`
 differs: a call that can be batched (Predict, Classify, Regress) becomes a task of the
-shared scheduler when the registry batches the model, anything else runs on a worker
-thread as on the runtime's servable. The parameters stay live (a reload changes them
+shared scheduler when the registry batches the model, anything else starts as the
+runtime's own `start` starts it. The parameters stay live (a reload changes them
 without reloading the model, as before), so `start` reads them from the registry: one
 dictionary lookup per request.
 """
@@ -61,7 +61,7 @@ class BatchedServable:
                     timeout_s,
                     call.finish,
                 )
-        return workers.submit(call.run, self.runtime, timeout_s)
+        return self.runtime.start(call, timeout_s, workers)
 
     def signature(self, name: str = "") -> Signature:
         return self.runtime.signature(name)
