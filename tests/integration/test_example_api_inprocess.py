@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import regression_pb2
 
-from servingd.apis.inference import InferenceRunner, ModelRequest, OnServable, predict
+from servingd.apis.inference import InferenceRunner, ModelRequest, OnServable
 from servingd.apis.metrics import REQUEST_EXAMPLE_COUNT_TOTAL
 from servingd.apis.tf_example import ExampleApi
 from servingd.core.errors import DeadlineExceeded, InvalidArgument
@@ -30,6 +30,7 @@ from servingd.core.monitor import ServableStateMonitor
 from servingd.core.source import AspiredVersion
 from servingd.core.states import ServableState
 from servingd.servables.saved_model import SavedModelLoader
+from support.inprocess_predict import predict
 
 MODEL = "hp2_inprocess"
 

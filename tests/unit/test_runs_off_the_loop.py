@@ -18,12 +18,13 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from servingd.apis.inference import InferenceRunner, ModelRequest, OnServable, predict
+from servingd.apis.inference import InferenceRunner, ModelRequest, OnServable
 from servingd.core.errors import DeadlineExceeded
 from servingd.core.handles import LoadedServable, ServableHandle
 from servingd.core.ids import ServableId
 from servingd.core.lookup import ServableLookup
 from servingd.servables.servable import RunsOnWorkers
+from support.inprocess_predict import predict
 
 SERVABLE = ServableId("model", 1)
 WAIT_S = 10.0

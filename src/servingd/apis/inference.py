@@ -178,21 +178,6 @@ class PredictPlan:
         return PredictResult(self.id, self.signature.name, outputs)
 
 
-async def predict(
-    runner: InferenceRunner,
-    request: ModelRequest,
-    inputs: Inputs | InputsFor,
-    output_filter: Sequence[str] = (),
-    timeout: float | None = None,
-    *,
-    large: bool = False,
-) -> PredictResult:
-    """``runner.run`` with a PredictPlan (``large``: the inputs are made on a worker
-    thread), for callers that want only its PredictResult."""
-    plan = PredictPlan(inputs, request.signature_name, output_filter, off_loop=large)
-    return (await runner.run(request, plan, timeout)).value
-
-
 class OnServable(Generic[T]):
     """A function of the servable, run on a worker thread and never batched (MultiInference,
     whose model-side logic lives in ``servingd.servables``). A Plan and its own Call."""
