@@ -67,7 +67,9 @@ def markdown(
     goals: Sequence[Mapping[str, Any]],
     lifecycle: Mapping[str, Any],
     notes: Sequence[str],
+    sections: Sequence[str] = (),
 ) -> str:
+    """`sections`: further Markdown blocks (each with its own heading), before the notes."""
     md = [
         "# servingd bench",
         "",
@@ -84,6 +86,8 @@ def markdown(
             f"- {k}: {_num(v, '.2f') if isinstance(v, float) else v}" for k, v in lifecycle.items()
         ]
         md.append("")
+    for section in sections:
+        md += [section, ""]
     md += [f"- {n}" for n in notes]
     return "\n".join(md) + "\n"
 
@@ -96,7 +100,10 @@ def write(
     goals: Sequence[Mapping[str, Any]],
     lifecycle: Mapping[str, Any],
     notes: Sequence[str],
+    sections: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
+    """`extra`: further JSON keys (the data behind `sections`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{name}.json"
     json_path.write_text(
@@ -107,11 +114,12 @@ def write(
                 "targets": list(goals),
                 "lifecycle": dict(lifecycle),
                 "notes": list(notes),
+                **(extra or {}),
             },
             indent=2,
         )
         + "\n"
     )
     md_path = out_dir / f"{name}.md"
-    md_path.write_text(markdown(machine, results, goals, lifecycle, notes))
+    md_path.write_text(markdown(machine, results, goals, lifecycle, notes, sections))
     return json_path, md_path

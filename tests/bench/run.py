@@ -20,12 +20,13 @@ Load: h2load (tests/bench/loadgen.py), closed-loop clients sending one-row reque
 pre-serialized. For every load point: throughput, p50/p99 latency, server CPU (cores busy)
 and RSS, load generator CPU, rows per batch. Then each target's two load points back to back,
 a few times (tests/bench/targets.py: the median of those pairs is the target's value), then
-startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP.
+startup to READY with 10 models, a reload of the unchanged config, and RSS per MLP. Last,
+the TF Lite section: a CNN as SavedModel, TF Lite float32 and int8 (tests/bench/tflite_cnn.py).
 
 Results: the target table first, then the load points, on stdout, build/bench/bench.json
 and build/bench/bench.md.
     python -m tests.bench.run [--quick] [--rounds 2] [--pairs 3] [--duration 2]
-        [--skip-mlserver] [--only NAME ...]
+        [--skip-mlserver] [--skip-tflite] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -57,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess, free_port  # noqa: E402
-from tests.bench import loadgen, procs, report, targets  # noqa: E402
+from tests.bench import loadgen, procs, report, targets, tflite_cnn  # noqa: E402
 from tests.bench import models as bench_models  # noqa: E402
 from tests.bench.inprocess_workers import InProcessWorkers  # noqa: E402
 from tests.bench.mlserver import setup as mlserver_setup  # noqa: E402
@@ -93,6 +95,9 @@ FEATURES = {"mlp": 784, "half_plus_two": 1, "wide_mlp": 784}
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 PROCESSED_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
+# The TF Lite section: about 50 s for its three daemons.
+TFLITE_SECONDS = 6.0
+TFLITE_INTERPRETERS = 2
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
@@ -664,17 +669,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-lifecycle", action="store_true")
     p.add_argument(
+        "--skip-tflite",
+        action="store_true",
+        help="skip the TF Lite section (the CNN as SavedModel, TF Lite float32 and int8)",
+    )
+    p.add_argument(
         "--only",
         action="append",
         default=[],
-        help="a scenario to run, by its whole name (e.g. 'servingd, batching on'); repeatable",
+        help="a scenario to run, by its whole name (e.g. 'servingd, batching on', 'lifecycle', "
+        "'tf lite'); repeatable",
     )
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
-        args.skip_mlserver = args.skip_lifecycle = True
+        args.skip_mlserver = args.skip_lifecycle = args.skip_tflite = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     only = {s.strip() for s in args.only if s.strip()}
 
@@ -687,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     life: dict[str, Any] = {}
+    sections: list[str] = []
+    extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="servingd-bench-") as tmp:
         work = Path(tmp)
         models = export_edge_models(args.out)
@@ -768,6 +781,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes += [note() for note in notes_after]
         if wanted("lifecycle") and not args.skip_lifecycle:
             life = lifecycle(work, {"half_plus_two": models["half_plus_two"], **mlp_models(work)})
+        if wanted("tf lite") and not args.skip_tflite:
+            lite_rows, lite_notes = tflite_cnn.run(TFLITE_SECONDS, TFLITE_INTERPRETERS)
+            sections.append(
+                "TF Lite (the MobileNet-shaped 64x64 CNN, one image per gRPC request, "
+                f"{TFLITE_INTERPRETERS} interpreters, {TFLITE_SECONDS:g} s per point, "
+                "one daemon per form):\n\n" + tflite_cnn.markdown(lite_rows, lite_notes)
+            )
+            extra["tflite"] = [dataclasses.asdict(r) for r in lite_rows]
 
     goals = targets.evaluate(targets.all_targets(), results, pairs)
     machine = {
@@ -794,8 +815,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "one HTTP/1.1 connection per client); all processes share this machine's CPUs",
         f"whole run: {time.monotonic() - started:.0f} s",
     ]
-    json_path, md_path = report.write(args.out, "bench", machine, results, goals, life, notes)
-    sys.stdout.write(report.markdown(machine, results, goals, life, notes) + "\n")
+    json_path, md_path = report.write(
+        args.out, "bench", machine, results, goals, life, notes, sections, extra
+    )
+    sys.stdout.write(report.markdown(machine, results, goals, life, notes, sections) + "\n")
     sys.stdout.write(f"written: {json_path} {md_path}\n")
     return 0
 

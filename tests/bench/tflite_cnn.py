@@ -13,6 +13,7 @@ import argparse
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,9 +96,43 @@ def measure(form: str, base: Path, flags: list[str], seconds: float) -> tuple[li
                 )
             )
         tf = "TensorFlow mapped" if _tensorflow_mapped(pid) else "no TensorFlow mapped"
-        why = [line for line in server.output().splitlines() if "TensorFlow imported" in line]
-        tf += f": {why[0]}" if why else ""
     return rows, f"{form}: RSS idle {idle:.0f} MiB, peak under load {peak:.0f} MiB ({tf})"
+
+
+def run(seconds: float, interpreters: int) -> tuple[list[Row], list[str]]:
+    """Exports the CNN in its three forms and measures each daemon in turn."""
+    with tempfile.TemporaryDirectory(prefix="servingd-cnn-") as tmp:
+        root = Path(tmp)
+        export_small_cnn(root / "saved" / "1")
+        export_tflite(root / "saved" / "1", root / "float" / "1")
+        export_tflite(root / "saved" / "1", root / "int8" / "1", int8=True)
+        lite = [f"--num_tflite_pools={interpreters}"]
+        forms = [("SavedModel", "saved", []), ("TF Lite float32", "float", lite),
+                 ("TF Lite int8", "int8", lite)]  # fmt: skip
+        rows: list[Row] = []
+        notes = []
+        for form, folder, flags in forms:
+            measured, note = measure(form, root / folder, flags, seconds)
+            rows += measured
+            notes.append(note)
+    return rows, notes
+
+
+def markdown(rows: Sequence[Row], notes: Sequence[str]) -> str:
+    """The rows as a table, each form against the SavedModel at the same clients."""
+    base = {r.clients: r for r in rows if r.form == "SavedModel"}
+    lines = [
+        "| form | clients | req/s | p50 ms | req/s vs SavedModel | p50 vs SavedModel | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        b = base[r.clients]
+        lines.append(
+            f"| {r.form} | {r.clients} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.rps / b.rps:.2f} | "
+            f"{r.p50_ms / b.p50_ms:.2f} | {r.errors} |"
+        )
+    lines += ["", *(f"- {note}" for note in notes)]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,31 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="per load, warm-up included")
     parser.add_argument("--interpreters", type=int, default=2, help="TF Lite interpreters")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="servingd-cnn-") as tmp:
-        root = Path(tmp)
-        export_small_cnn(root / "saved" / "1")
-        export_tflite(root / "saved" / "1", root / "float" / "1")
-        export_tflite(root / "saved" / "1", root / "int8" / "1", int8=True)
-        lite = [f"--num_tflite_pools={args.interpreters}"]
-        forms = [("SavedModel", "saved", []), ("TF Lite float32", "float", lite),
-                 ("TF Lite int8", "int8", lite)]  # fmt: skip
-        rows: list[Row] = []
-        notes = []
-        for form, folder, flags in forms:
-            measured, note = measure(form, root / folder, flags, args.seconds)
-            rows += measured
-            notes.append(note)
-    base = {r.clients: r for r in rows if r.form == "SavedModel"}
-    print("| form | clients | req/s | p50 ms | req/s vs SavedModel | p50 vs SavedModel | errors |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        b = base[r.clients]
-        print(
-            f"| {r.form} | {r.clients} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.rps / b.rps:.2f} | "
-            f"{r.p50_ms / b.p50_ms:.2f} | {r.errors} |"
-        )
-    for note in notes:
-        print(note)
+    rows, notes = run(args.seconds, args.interpreters)
+    print(markdown(rows, notes))
     return 0
 
 
