@@ -44,6 +44,7 @@ from servingd.config.setting_kinds import (
 )
 from servingd.config.ssl_config import load_ssl_config
 from servingd.core.thread_priority import MAX_NICE
+from servingd.servables.session_options import RUNTIMES as SAVED_MODEL_RUNTIMES
 from servingd.sources.s3.options import load_s3_credentials
 
 
@@ -279,6 +280,15 @@ SETTINGS: tuple[Setting, ...] = (
         "the MetaGraph to load, by its tags (comma-separated)",
         "saved_model_tags",
         yaml=("tensorflow", "saved_model_tags"),
+    ),
+    Setting(
+        "saved_model_runtime",  # the eager context's threads are fixed when it starts
+        choice(*SAVED_MODEL_RUNTIMES, lower_flag=True),
+        "functions",
+        "functions: a client's cancel or deadline stops its TensorFlow run; session: TF "
+        "Serving's Session runs (a little faster for tiny models; only the deadline stops one)",
+        "saved_model_runtime",
+        yaml=("tensorflow", "saved_model_runtime"),
     ),
     Setting(
         "intra_op_parallelism",

@@ -46,6 +46,7 @@ class ServerSettings:
         "allow_version_labels_for_unavailable_models"
     )
     saved_model_tags: frozenset[str] = default_of("saved_model_tags")
+    saved_model_runtime: str = default_of("saved_model_runtime")
     intra_op_parallelism: int = default_of("intra_op_parallelism")
     inter_op_parallelism: int = default_of("inter_op_parallelism")
     per_process_gpu_memory_fraction: float = default_of("per_process_gpu_memory_fraction")

@@ -63,6 +63,7 @@ class VersionLoaders:
             gpu_memory_fraction=s.per_process_gpu_memory_fraction,
             allow_growth=s.gpu_allow_growth,
             thread_nice=s.compute_thread_nice,
+            runtime=s.saved_model_runtime,
         )
         self._warmup = WarmupOptions(
             enabled=s.enable_model_warmup,

@@ -1,4 +1,8 @@
-"""TensorFlow SavedModel servables, loaded the way TensorFlow Serving loads them.
+"""TensorFlow SavedModel servables: the loader, and the Session runtime.
+
+The loader runs a version as cancellable TensorFlow functions
+(servables.saved_model_functions) unless ``saved_model_runtime: session`` is set or the
+graph has TF1 reference variables; then as TensorFlow Serving does, in a Session:
 
 One version = one fresh ``tf.Graph`` + ``tf.compat.v1.Session``; the SavedModel is imported
 into it with ``tf.compat.v1.saved_model.loader.load`` (which restores the variables and runs
@@ -40,7 +44,7 @@ from tensorflow.core.protobuf import config_pb2
 from servingd.core import errors
 from servingd.core.ids import ServableId, model_fields
 from servingd.core.thread_priority import lower_current_thread
-from servingd.servables.servable import RunsOnWorkers
+from servingd.servables.servable import RunsOnWorkers, Servable
 from servingd.servables.session_options import SessionOptions
 from servingd.servables.signatures import Signature, SignatureLookup, TensorSpec
 from servingd.servables.version_dir import VersionDirLoader
@@ -66,7 +70,7 @@ def timeout_bucket_ms(timeout_s: float | None) -> int:
 
 
 class SavedModelServable(RunsOnWorkers, SignatureLookup):
-    """One loaded SavedModel version: its signatures and a thread-safe ``run``
+    """One SavedModel version in a Session: its signatures and a thread-safe ``run``
     (servables.servable.Servable)."""
 
     def __init__(
@@ -179,7 +183,7 @@ class SavedModelServable(RunsOnWorkers, SignatureLookup):
             session.close()
 
 
-class SavedModelLoader(VersionDirLoader[SavedModelServable]):
+class SavedModelLoader(VersionDirLoader[Servable]):
     """Loader (servingd.core.loader) for one SavedModel version directory."""
 
     def __init__(
@@ -196,8 +200,10 @@ class SavedModelLoader(VersionDirLoader[SavedModelServable]):
         self._check_not_loaded()
         if not os.path.isdir(self.path):
             raise self._fail(errors.NotFound, "the version directory does not exist")
-        graph = tf.Graph()
         lower_current_thread(self.options.thread_nice)
+        if self.options.runtime == "functions" and self._load_functions():
+            return
+        graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=self.options.config_proto())
         device = self.options.device_scope
         try:
@@ -219,6 +225,45 @@ class SavedModelLoader(VersionDirLoader[SavedModelServable]):
             extra=model_fields(self.id),
         )
 
+    def _load_functions(self) -> bool:
+        """The version as cancellable functions; False (nothing loaded) for a graph that
+        must stay in a Session."""
+        from tensorflow.python.saved_model import loader_impl
+
+        from servingd.servables import saved_model_functions as functions
+
+        functions.configure_context(self.options)
+        device = self.options.device_scope
+        if device is None and (self.options.device or "").upper().startswith("CPU"):
+            device = "/device:CPU:0"
+        try:
+            meta_graph_def = loader_impl.SavedModelLoader(self.path).get_meta_graph_def_from_tags(
+                set(self.options.tags)
+            )
+            if functions.has_reference_variables(meta_graph_def):
+                log.warning(
+                    "Servable %s has TF1 reference variables: it runs in a Session, whose runs "
+                    "only their deadline stops",
+                    self.id,
+                    extra=model_fields(self.id),
+                )
+                return False
+            servable = functions.load_function_servable(
+                self.id, self.path, set(self.options.tags), device, meta_graph_def
+            )
+            self._warm_up(servable)
+        except BaseException as exc:
+            raise self._load_error(exc) from exc
+        self._servable = servable
+        log.info(
+            "Loaded servable %s from %s (signatures: %s)",
+            self.id,
+            self.path,
+            ", ".join(sorted(servable.signature_def_map(include_init_op=False))),
+            extra=model_fields(self.id),
+        )
+        return True
+
     def _load_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, Exception) and not os.path.isdir(self.path):
             # Whatever TensorFlow tripped on, the cause is that the directory went away
@@ -229,6 +274,9 @@ class SavedModelLoader(VersionDirLoader[SavedModelServable]):
             )
         if isinstance(exc, errors.ServingError):
             return self._fail(type(exc), exc)
+        if isinstance(exc, tf.errors.NotFoundError) and "RestoreV2" in str(exc.message):
+            # The function runtime restores with RestoreV2 (the Session's loader checks first).
+            return self._fail(errors.NotFound, f"cannot restore the variables: {exc.message}")
         if isinstance(exc, tf.errors.OpError):
             return _error_from_tf(exc, f"Loading servable: {self.id} from {self.path} failed: ")
         if isinstance(exc, DecodeError):

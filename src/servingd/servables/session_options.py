@@ -11,6 +11,7 @@ from servingd.wire.tensorflow.core.protobuf import config_pb2
 
 # A model's `device`: CPU, GPU, GPU:N, TPU or TPU:N, any case (servables/devices.py too).
 DEVICE_RE = re.compile(r"^(CPU|GPU|TPU)(?::(\d+))?$", re.IGNORECASE)
+RUNTIMES = ("functions", "session")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,15 @@ class SessionOptions:
     # The loading thread's nice value (servingd.core.thread_priority): TensorFlow's compute
     # pools, created with the process's first Session, inherit it.
     thread_nice: int = 0
+    # "functions": runs a client's cancel or deadline can stop (saved_model_functions);
+    # "session": a tf.compat.v1.Session, stopped only by its timeout (saved_model).
+    runtime: str = "functions"
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise errors.InvalidArgument(
+                f"saved_model_runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
         if self.device is not None and not DEVICE_RE.match(self.device):
             raise errors.InvalidArgument(
                 f"device must be CPU, GPU, GPU:N, TPU or TPU:N, got {self.device!r}"
