@@ -243,3 +243,39 @@ def test_unloading_one_version_leaves_another_of_the_same_export_serving(tmp_pat
     second = loaders[1].servable()
     np.testing.assert_allclose(second.run(second.signature(), x)["probabilities"], expected)
     loaders[1].unload()
+
+
+def test_a_batch_whose_every_client_cancelled_stops_and_one_still_wanted_runs_on(
+    tmp_path: Path,
+) -> None:
+    """Batched: a running batch serves every task in it, so one cancelled task leaves it
+    running; once all its tasks are cancelled, it stops. Two never-ending batched Predicts
+    (one batch), the first cancelled: the run goes on; the second cancelled: it stops."""
+    etc = tmp_path / "etc"
+    spin = export_spin(etc / "spin" / "1", batched=True).parent
+    (etc / "models.d").mkdir()
+    (etc / "models.d/spin.yaml").write_text(
+        f"base_path: {spin}\nbatching: {{max_batch_size: 8, batch_timeout_micros: 500000}}\n"
+    )
+    (etc / "servingd.yaml").write_text(
+        "models_dir: models.d\n"
+        "file_system_poll_wait_seconds: 0\n"
+        "version_settle_seconds: 0\n"
+        "logging: {level: info, target: stderr}\n"
+    )
+    with ServingdProcess([f"--config={etc / 'servingd.yaml'}"]) as server:
+        server.wait_healthy()
+        assert server.proc is not None
+        pid = server.proc.pid
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+        stub.Predict(spin_request(10, batched=True), timeout=60)
+        # Within the 0.5 s batch timeout of each other: one batch of two tasks.
+        calls = [stub.Predict.future(spin_request(FOREVER, batched=True)) for _ in range(2)]
+        _wait_until(lambda: _cpu_over(pid, 0.5) > 0.2)  # the batch runs
+        calls[0].cancel()
+        # A stopped batch would leave the daemon idle (~0 s); a running one spins a core.
+        assert _cpu_over(pid, 2.0) > 0.1, "the batch stopped though one client still waits"
+        calls[1].cancel()
+        _wait_until(lambda: _cpu_over(pid, 0.5) < 0.1)  # never, were the batch going on
+        reply = stub.Predict(spin_request(1000, batched=True), timeout=60)
+        assert list(reply.outputs["y"].int64_val) == [1000]

@@ -22,8 +22,10 @@ The contract (TF Serving's shared_batch_scheduler.h, with servingd's additions):
   when a batch is formed. No batch runs rows for a task that is already done.
 - Parameters are read at every decision from the latest `schedule` call of that queue,
   so new settings (a reload) apply to the next batch without a restart.
-- A Future moves to RUNNING when its first rows are taken into a batch; from then on it
-  cannot be cancelled, and it completes after the batch (or its last piece) has run.
+- A Future moves to RUNNING when its first rows are taken into a batch; from then on
+  cancelling it cancels its token (core.cancellation), and it completes after the batch
+  (or its last piece) has run. The batch processor stops a batch whose every task's token
+  is cancelled (batching.batch_processor).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 
 from servingd.batching import metrics
 from servingd.batching.parameters import BatchingParameters
+from servingd.core.cancellation import CancellableFuture
 from servingd.core.errors import (
     DeadlineExceeded,
     Internal,
@@ -82,7 +85,7 @@ class BatchTask:
         self.output_aliases = tuple(output_aliases)
         self.deadline = deadline
         self.finish = finish
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.future: CancellableFuture[Any] = CancellableFuture()
         self.enqueue_time = 0.0
         # Scheduler state, guarded by the scheduler's lock.
         self.next_row = 0  # rows [0, next_row) are in batches already

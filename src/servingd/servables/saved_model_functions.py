@@ -4,7 +4,8 @@ A ``tf.compat.v1.Session`` run cannot be stopped from outside (only its
 ``RunOptions.timeout_in_ms`` or closing the whole Session ends it): a client that cancels
 would leave its run computing until the deadline, or forever. This runtime (the default,
 ``saved_model_runtime: functions``) runs the same graph as TensorFlow functions instead,
-each call with its own C++ cancellation manager (servables.cancellable_runs):
+each call with its own C++ cancellation manager, started by the call's token
+(core.cancellation: the request's, or its batch's):
 
 * load: ``load_v1_in_v2``'s loader (what ``tf.saved_model.load`` uses for TF1 exports)
   imports the MetaGraph into a ``wrap_function`` graph, restores the variables and runs the
@@ -36,14 +37,14 @@ from typing import Any, TypeVar
 import numpy as np
 import tensorflow as tf
 from tensorflow.python import pywrap_tfe
+from tensorflow.python.eager import cancellation as tf_cancellation
 from tensorflow.python.eager import context, core, lift_to_graph
 from tensorflow.python.framework import constant_op, ops
 from tensorflow.python.ops import gen_resource_variable_ops
 from tensorflow.python.saved_model import load_v1_in_v2
 
-from servingd.core import errors
+from servingd.core import cancellation, errors
 from servingd.core.ids import ServableId
-from servingd.servables import cancellable_runs
 from servingd.servables.servable import Call, Workers
 from servingd.servables.session_options import SessionOptions
 from servingd.servables.signatures import Signature, SignatureLookup
@@ -127,8 +128,8 @@ class FunctionSavedModelServable(SignatureLookup):
 
     def start(
         self, call: Call[T], timeout_s: float | None, workers: Workers
-    ) -> cancellable_runs.CancellableFuture[T]:
-        return cancellable_runs.start_cancellable(workers.submit, lambda: call.run(self, timeout_s))
+    ) -> cancellation.CancellableFuture[T]:
+        return cancellation.start_cancellable(workers.submit, lambda: call.run(self, timeout_s))
 
     def run(
         self,
@@ -225,9 +226,12 @@ class FunctionSavedModelServable(SignatureLookup):
     ) -> list[np.ndarray]:
         fn = self._function(feed_names, fetch_names)
         inline = in_caller_thread and fn.inline_ok
-        # A request's run uses its Future's handle; a direct run (warmup, a batch, tests) its own.
-        handle = cancellable_runs.current_handle() or cancellable_runs.RunHandle()
-        entry = None if timeout_s is None else cancellable_runs.DEADLINES.add(timeout_s, handle)
+        # A request's run (or a batch's) has its token; a direct run (warmup, tests) its own.
+        token = cancellation.current_token() or cancellation.CancelToken()
+        manager = tf_cancellation.CancellationManager()
+        stop = manager.start_cancel
+        token.on_cancel(stop)
+        entry = None if timeout_s is None else cancellation.DEADLINES.add(timeout_s, token)
         ctx = self._ctx
         try:
             with self._placed():
@@ -241,32 +245,36 @@ class FunctionSavedModelServable(SignatureLookup):
                     fn.name,
                     inputs + fn.captures,
                     self._inline_attrs if inline else self._attrs,
-                    handle.manager._impl,
+                    manager._impl,
                     fn.num_outputs,
                 )
         except Exception as exc:
-            if inline and handle.reason is None and "ingle" in str(exc):
+            if inline and not token.cancelled and "ingle" in str(exc):
                 # Not for this graph (TF1 control flow, ...): the inter-op pool from now on.
                 fn.inline_ok = False
-                if entry is not None:
-                    cancellable_runs.DEADLINES.done(entry)
-                return self._execute(feed_names, fetch_names, values, timeout_s)
-            raise self._error(exc, handle, timeout_s) from exc
+                retry = True
+            else:
+                raise self._error(exc, token, timeout_s) from exc
+        else:
+            retry = False
         finally:
+            token.discard(stop)
             if entry is not None:
-                cancellable_runs.DEADLINES.done(entry)
+                cancellation.DEADLINES.done(entry)
+        if retry:
+            return self._execute(feed_names, fetch_names, values, timeout_s)
         return [t._numpy() for t in outputs]
 
     def _error(
-        self, exc: Exception, handle: cancellable_runs.RunHandle, timeout_s: float | None
+        self, exc: Exception, token: cancellation.CancelToken, timeout_s: float | None
     ) -> Exception:
         if isinstance(exc, errors.ServingError):
             return exc
-        if handle.reason == "deadline":
+        if token.reason == "deadline":
             return errors.DeadlineExceeded(
                 f"Deadline exceeded: the run of {self.id} took over {timeout_s} s and was stopped"
             )
-        if handle.reason == "cancelled":
+        if token.reason == "cancelled":
             return errors.Cancelled(f"The run of {self.id} was cancelled by the client")
         if isinstance(exc, core._NotOkStatusException):
             exc = core._status_to_exception(exc)
