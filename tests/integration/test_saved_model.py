@@ -109,6 +109,8 @@ def test_counter_model_keeps_state(testdata: Path) -> None:
     loader = _load(testdata / "saved_model_counter" / "00000123", "counter")
     try:
         s = loader.servable()
+        # TF1 reference variables: no function can hold them, so a Session runs it.
+        assert isinstance(s, SavedModelServable)
         assert s.run(s.signature("reset_counter"), {})["output"] == 0
         got = [float(s.run(s.signature("incr_counter"), {})["output"]) for _ in range(3)]
         assert got == [1.0, 2.0, 3.0]
@@ -327,7 +329,9 @@ def test_exported_mlp(exported: dict[str, Path]) -> None:
 def test_a_run_in_the_caller_thread_leaves_the_inter_op_threads_idle(
     exported: dict[str, Path],
 ) -> None:
-    loader = _load(exported["half_plus_two"], "hp2", 1)
+    """The Session runtime's inter_op_thread_pool -1 (the function runtime's single-threaded
+    executor still wakes the pool now and then: its own test is below)."""
+    loader = _load(exported["half_plus_two"], "hp2", 1, runtime="session")
     try:
         s = loader.servable()
         sig = s.signature()
@@ -344,6 +348,23 @@ def test_a_run_in_the_caller_thread_leaves_the_inter_op_threads_idle(
         # Measured here: 25-45 ticks through the pool for 4000 runs, 0 in the caller thread.
         assert spent[False] >= 5, spent  # the pool did the work, and it shows in /proc
         assert spent[True] <= spent[False] / 5, spent
+    finally:
+        loader.unload()
+
+
+def test_the_function_runtime_runs_in_the_caller_thread_and_gets_the_same_answers(
+    exported: dict[str, Path],
+) -> None:
+    loader = _load(exported["mlp"], "mlp", 1)
+    try:
+        s = loader.servable()
+        assert type(s).__name__ == "FunctionSavedModelServable"
+        sig = s.signature()
+        x = {"x": np.random.default_rng(1).random((3, 784), dtype=np.float32)}
+        pooled = s.run(sig, x, timeout_s=30)["probabilities"]
+        inline = s.run(sig, x, timeout_s=30, in_caller_thread=True)["probabilities"]
+        np.testing.assert_allclose(inline, pooled, rtol=1e-6)
+        assert all(fn.inline_ok for fn in s._functions.values())  # no fallback was needed
     finally:
         loader.unload()
 
