@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
 )
 
 from support.servingd_process import ServingdProcess
-from support.spin_model import export_spin, spin_request
+from support.spin_model import export_spin, rest_spins, spin_request
 
 pytestmark = pytest.mark.slow
 
@@ -289,21 +289,7 @@ def test_predict_with_an_empty_request_is_a_clean_error(server: ServingdProcess)
 
 def _never_ending_rest_predicts(server: ServingdProcess) -> Callable[[], None]:
     """Two REST :predicts of never-ending runs; returns how to hang up on them."""
-    body = json.dumps({"inputs": 10**12}).encode()
-    request = (
-        b"POST /v1/models/spin:predict HTTP/1.1\r\nHost: x\r\n"
-        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    clients = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(2)]
-    for sock in clients:
-        sock.sendall(request)
-
-    def hang_up() -> None:
-        for sock in clients:
-            sock.close()
-
-    return hang_up
+    return rest_spins(server.rest_port, 2)
 
 
 def _never_ending_grpc_predicts(server: ServingdProcess) -> Callable[[], None]:

@@ -9,9 +9,7 @@ can only lower."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from servingd.servables.warmup import WarmupOptions
 from servingd.tools.export_models import export_mlp
 from servingd.tools.reference_models import write_warmup_requests
 from support.servingd_process import ServingdProcess
-from support.spin_model import export_spin, spin_request
+from support.spin_model import export_spin, rest_spins, spin_request
 
 FOREVER = 10**12  # spins: days of CPU
 STOPPED_WITHIN_S = 60.0  # a stopped spin ends at its next iteration; a running one, never
@@ -186,24 +184,6 @@ def test_warmup_runs_through_the_function_runtime(tmp_path: Path) -> None:
         loader.unload()
 
 
-def _rest_predicts_then_hang_up(server: ServingdProcess) -> Callable[[], None]:
-    body = json.dumps({"inputs": FOREVER}).encode()
-    request = (
-        b"POST /v1/models/spin:predict HTTP/1.1\r\nHost: x\r\n"
-        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    clients = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(8)]
-    for sock in clients:
-        sock.sendall(request)
-
-    def hang_up() -> None:
-        for sock in clients:
-            sock.close()
-
-    return hang_up
-
-
 def test_eight_rest_predicts_whose_clients_hang_up_cost_under_a_second_of_cpu(
     spin_dir: Path,
 ) -> None:
@@ -218,7 +198,7 @@ def test_eight_rest_predicts_whose_clients_hang_up_cost_under_a_second_of_cpu(
         assert server.proc is not None
         stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
         stub.Predict(spin_request(10), timeout=60)
-        hang_up = _rest_predicts_then_hang_up(server)
+        hang_up = rest_spins(server.rest_port, 8)
         pid = server.proc.pid
         _wait_until(lambda: _cpu_over(pid, 0.5) > 0.2)  # the spins run
         hang_up()

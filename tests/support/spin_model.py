@@ -6,6 +6,9 @@ time, not the CPU time the threads that ran it gain (about 2-3 us of CPU per ite
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import tensorflow as tf
@@ -42,3 +45,23 @@ def spin_request(
     request.model_spec.name = name
     request.inputs["n"].CopyFrom(tf.make_tensor_proto([n] if batched else n, dtype=tf.int64))
     return request
+
+
+def rest_spins(rest_port: int, count: int, n: int = 10**12) -> Callable[[], None]:
+    """`count` REST :predicts of `n` spins (default: never-ending), each on its own
+    connection, sent at once; returns how to hang up on them (close the connections)."""
+    body = json.dumps({"inputs": n}).encode()
+    request = (
+        b"POST /v1/models/spin:predict HTTP/1.1\r\nHost: x\r\n"
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    clients = [socket.create_connection(("127.0.0.1", rest_port)) for _ in range(count)]
+    for sock in clients:
+        sock.sendall(request)
+
+    def hang_up() -> None:
+        for sock in clients:
+            sock.close()
+
+    return hang_up

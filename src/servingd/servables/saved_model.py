@@ -216,11 +216,15 @@ class SavedModelLoader(VersionDirLoader[Servable]):
         except BaseException as exc:
             session.close()
             raise self._load_error(exc) from exc
+        self._loaded(servable, "a Session")
+
+    def _loaded(self, servable: Servable, runtime: str) -> None:
         self._servable = servable
         log.info(
-            "Loaded servable %s from %s (signatures: %s)",
+            "Loaded servable %s from %s as %s (signatures: %s)",
             self.id,
             self.path,
+            runtime,
             ", ".join(sorted(servable.signature_def_map(include_init_op=False))),
             extra=model_fields(self.id),
         )
@@ -254,14 +258,7 @@ class SavedModelLoader(VersionDirLoader[Servable]):
             self._warm_up(servable)
         except BaseException as exc:
             raise self._load_error(exc) from exc
-        self._servable = servable
-        log.info(
-            "Loaded servable %s from %s (signatures: %s)",
-            self.id,
-            self.path,
-            ", ".join(sorted(servable.signature_def_map(include_init_op=False))),
-            extra=model_fields(self.id),
-        )
+        self._loaded(servable, "functions")
         return True
 
     def _load_error(self, exc: BaseException) -> BaseException:
