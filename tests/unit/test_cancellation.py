@@ -41,7 +41,7 @@ def test_a_token_calls_its_listeners_once_and_late_listeners_at_once() -> None:
 
 def test_deadlines_cancel_what_is_due_and_nothing_else() -> None:
     clock = Clock()
-    deadlines = Deadlines(clock)
+    deadlines = Deadlines(clock, background=False)
     soon, later, finished = CancelToken(), CancelToken(), CancelToken()
     deadlines.add(1.0, soon)
     deadlines.add(5.0, later)
@@ -58,7 +58,7 @@ def test_deadlines_cancel_what_is_due_and_nothing_else() -> None:
 def test_finished_runs_do_not_grow_the_heap_without_bound() -> None:
     """Hour-long deadlines of runs that end in microseconds: the heap is rebuilt once its
     finished entries are over half of it."""
-    deadlines = Deadlines(Clock())
+    deadlines = Deadlines(Clock(), background=False)
     for _ in range(20_000):
         deadlines.done(deadlines.add(3600.0, CancelToken()))
     assert len(deadlines) <= 2 * Deadlines.COMPACT_AT + 2

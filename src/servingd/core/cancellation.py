@@ -79,13 +79,18 @@ class Deadlines:
     `add` and `done` are a lock and a heap operation (microseconds per run). A finished
     run's entry stays in the heap until it reaches the top, or until finished entries are
     over half of it (a client whose deadlines are hours long must not grow it without
-    bound): then the heap is rebuilt without them. The clock is injectable for tests.
+    bound): then the heap is rebuilt without them.
     """
 
     COMPACT_AT = 1024  # finished entries before a rebuild is considered
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, background: bool = True
+    ) -> None:
+        """`background`: a thread calls `expire` when the next deadline is due (False: the
+        caller drives `expire`, as the tests do on their own clock)."""
         self._clock = clock
+        self._background = background
         self._heap: list[_Entry] = []
         self._finished = 0  # entries in the heap whose run is over
         self._cv = threading.Condition()
@@ -95,7 +100,7 @@ class Deadlines:
     def add(self, timeout_s: float, token: CancelToken) -> _Entry:
         entry = _Entry(self._clock() + timeout_s, next(self._seq), token)
         with self._cv:
-            if self._thread is None:
+            if self._thread is None and self._background:
                 self._thread = threading.Thread(
                     target=self._loop, name="servingd-run-deadlines", daemon=True
                 )
