@@ -95,12 +95,15 @@ class _Function:
         self.dtypes = [(t.dtype, t.dtype.as_numpy_dtype, t.dtype.as_datatype_enum) for t in inputs]
 
 
-def _eager_input(value: Any, dtype: tuple[Any, Any, int], device: str) -> Any:
+def _eager_input(value: Any, dtype: tuple[Any, Any, int]) -> Any:
+    """A request's array as an eager tensor in host memory. The function call places it
+    where its ops run. Naming a device here costs a copy per input, even to the CPU:
+    a half_plus_two run went from 120 µs to over 200."""
     tf_dtype, np_dtype, enum = dtype
     if isinstance(value, np.ndarray) and value.dtype == np_dtype and np_dtype is not object:
-        # The EagerTensor constructor: constant_op.constant's checks cost ~25 us a run more.
-        return ops.EagerTensor(value, device, enum)
-    return constant_op.constant(value, dtype=tf_dtype)
+        return ops.EagerTensor(value, None, enum)
+    with context.device("/device:CPU:0"):
+        return constant_op.constant(value, dtype=tf_dtype)
 
 
 class FunctionSavedModelServable(SignatureLookup):
@@ -236,9 +239,7 @@ class FunctionSavedModelServable(SignatureLookup):
         try:
             with self._placed():
                 device = ctx.device_name
-                inputs = [
-                    _eager_input(v, d, device) for v, d in zip(values, fn.dtypes, strict=True)
-                ]
+                inputs = [_eager_input(v, d) for v, d in zip(values, fn.dtypes, strict=True)]
                 outputs = pywrap_tfe.TFE_Py_ExecuteCancelable(
                     ctx._handle,
                     device,
