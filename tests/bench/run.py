@@ -680,6 +680,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a scenario to run, by its whole name (e.g. 'servingd, batching on', 'lifecycle', "
         "'tf lite'); repeatable",
     )
+    p.add_argument(
+        "--batching-parameters",
+        type=Path,
+        help="a BatchingParameters text proto for the batched daemon, instead of the bench's own",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = p.parse_args(argv)
     if args.quick:
@@ -706,7 +711,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests = bench_models.write_requests(work)
         bodies = write_bodies(work)  # the MLP's: the canned reply and the transport ceiling
         params = work / "batching.pbtxt"
-        params.write_text(EDGE_BATCHING_PARAMETERS)
+        batching_text = (
+            args.batching_parameters.read_text()
+            if args.batching_parameters
+            else EDGE_BATCHING_PARAMETERS
+        )
+        params.write_text(batching_text)
         config = model_config(work, models, {m: m for m in models})
         monitoring = work / "monitoring.config"
         monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
@@ -800,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **_versions(),
     }
     notes += [
-        "batching parameters: " + " ".join(EDGE_BATCHING_PARAMETERS.split()),
+        "batching parameters: " + " ".join(batching_text.split()),
         "rows/batch: rows per TensorFlow run of the batch scheduler during the measured "
         "window (TF Serving's processed_batch_size, read from servingd's Prometheus page at "
         "the window's start and end); the in-process point of an 'at the formed batch' target "
