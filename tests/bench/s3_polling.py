@@ -16,7 +16,6 @@ Servers are child processes on loopback, stopped by PID. Prints a small table.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[2] / p) for p in ("src", "t
 from support.paths import TF_SERVING_TESTDATA  # noqa: E402
 from support.s3_server import MotoServer, upload_version, write_daemon_files  # noqa: E402
 from support.servingd_process import ServingdProcess  # noqa: E402
+from tests.bench import procs  # noqa: E402
 
 BUCKET = "models"
 
@@ -68,11 +68,6 @@ def metrics(server: ServingdProcess) -> dict[str, float]:
 
 def total(values: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in values.items() if k.startswith(prefix))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def version_available(server: ServingdProcess, model: str, version: int) -> bool:
@@ -118,11 +113,15 @@ def idle_fleet(s3: MotoServer, src: Path, args: argparse.Namespace) -> tuple[flo
             time.sleep(5)  # the first polls after start-up are behind us
             before, cpu_before, start = (
                 metrics(server),
-                cpu_seconds(server.proc.pid),
+                procs.cpu_seconds(server.proc.pid),
                 time.monotonic(),
             )
             time.sleep(args.window)
-            after, cpu_after, end = metrics(server), cpu_seconds(server.proc.pid), time.monotonic()
+            after, cpu_after, end = (
+                metrics(server),
+                procs.cpu_seconds(server.proc.pid),
+                time.monotonic(),
+            )
     minutes = (end - start) / 60
     requests = total(after, "servingd_s3_requests_total") - total(
         before, "servingd_s3_requests_total"

@@ -9,7 +9,6 @@ can only lower."""
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2, prediction_service_pb2_grpc
+from tests.bench import procs
 
 from servingd.core import errors
 from servingd.core.ids import ServableId
@@ -110,16 +110,11 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_over(pid: int, seconds: float) -> float:
     """The CPU seconds `pid` spends over the next `seconds`."""
-    before = _cpu_s(pid)
+    before = procs.cpu_seconds(pid)
     time.sleep(seconds)
-    return _cpu_s(pid) - before
+    return procs.cpu_seconds(pid) - before
 
 
 def test_eight_cancelled_grpc_predicts_cost_under_a_second_of_cpu(spin_dir: Path) -> None:
@@ -137,9 +132,7 @@ def test_eight_cancelled_grpc_predicts_cost_under_a_second_of_cpu(spin_dir: Path
         for call in calls:
             call.cancel()
         _wait_until(lambda: _cpu_over(pid, 0.5) < 0.1)  # never, were the runs going on
-        before = _cpu_s(server.proc.pid)
-        time.sleep(3.0)
-        spent = _cpu_s(server.proc.pid) - before
+        spent = _cpu_over(pid, 3.0)
         assert spent < 1.0, f"{spent:.2f} s of CPU after the cancels: the runs go on"
         reply = stub.Predict(spin_request(1000), timeout=60)  # the model answers again
         assert reply.outputs["y"].int64_val == [1000]
@@ -203,9 +196,7 @@ def test_eight_rest_predicts_whose_clients_hang_up_cost_under_a_second_of_cpu(
         _wait_until(lambda: _cpu_over(pid, 0.5) > 0.2)  # the spins run
         hang_up()
         _wait_until(lambda: _cpu_over(pid, 0.5) < 0.1)  # never, were the runs going on
-        before = _cpu_s(server.proc.pid)
-        time.sleep(3.0)
-        spent = _cpu_s(server.proc.pid) - before
+        spent = _cpu_over(pid, 3.0)
         assert spent < 1.0, f"{spent:.2f} s of CPU after the hang-ups: the runs go on"
 
 
