@@ -104,18 +104,15 @@ class SavedModelServable(RunsOnWorkers, SignatureLookup):
         `in_caller_thread`: the ops run on this thread (see the module doc); `timeout_s` is
         then not enforced.
         """
-        feeds = signature.validate_inputs(inputs, strict_shapes=strict_shapes)
-        aliases = signature.validate_output_filter(output_filter)
-        feed_names = tuple(spec.name for spec in signature.inputs.values())
-        fetch_names = tuple(signature.outputs[a].name for a in aliases)
-        fn = self._callable(feed_names, fetch_names, timeout_s, in_caller_thread)
+        tensors = signature.tensor_run(inputs, output_filter, strict_shapes=strict_shapes)
+        fn = self._callable(tensors.feed_names, tensors.fetch_names, timeout_s, in_caller_thread)
         try:
-            results = fn(*feeds)
+            results = fn(*tensors.feeds)
         except tf.errors.OpError as exc:
             raise _error_from_tf(exc) from exc
         except RuntimeError as exc:  # the session was closed under us
             raise errors.Unavailable(f"Servable {self.id} is not available: {exc}") from exc
-        return {a: np.asarray(r) for a, r in zip(aliases, results, strict=True)}
+        return {a: np.asarray(r) for a, r in zip(tensors.aliases, results, strict=True)}
 
     def run_tensors(
         self,

@@ -31,7 +31,7 @@ import contextlib
 import itertools
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -77,6 +77,11 @@ def configure_context(options: SessionOptions) -> None:
             del config.device_count["GPU"]
         ctx._config = tf.compat.v1.ConfigProto.FromString(config.SerializeToString())
         ctx.ensure_initialized()
+
+
+def _on_device(device: str | None) -> contextlib.AbstractContextManager[Any]:
+    """TensorFlow's device scope for `device`; none (TensorFlow places) for None."""
+    return context.device(device) if device else contextlib.nullcontext()
 
 
 class _Function:
@@ -144,12 +149,11 @@ class FunctionSavedModelServable(SignatureLookup):
         timeout_s: float | None = None,
         in_caller_thread: bool = False,
     ) -> dict[str, np.ndarray]:
-        feeds = signature.validate_inputs(inputs, strict_shapes=strict_shapes)
-        aliases = signature.validate_output_filter(output_filter)
-        feed_names = tuple(spec.name for spec in signature.inputs.values())
-        fetch_names = tuple(signature.outputs[a].name for a in aliases)
-        results = self._execute(feed_names, fetch_names, list(feeds), timeout_s, in_caller_thread)
-        return dict(zip(aliases, results, strict=True))
+        tensors = signature.tensor_run(inputs, output_filter, strict_shapes=strict_shapes)
+        results = self._execute(
+            tensors.feed_names, tensors.fetch_names, tensors.feeds, timeout_s, in_caller_thread
+        )
+        return dict(zip(tensors.aliases, results, strict=True))
 
     def run_tensors(
         self,
@@ -211,13 +215,8 @@ class FunctionSavedModelServable(SignatureLookup):
                 self._functions[key] = fn
             return fn
 
-    @contextlib.contextmanager
-    def _placed(self) -> Iterator[None]:
-        if self._device:
-            with context.device(self._device):
-                yield
-        else:
-            yield
+    def _placed(self) -> contextlib.AbstractContextManager[Any]:
+        return _on_device(self._device)
 
     def _execute(
         self,
@@ -299,6 +298,6 @@ def load_function_servable(
     id: ServableId, path: str, tags: set[str], device: str | None, meta_graph_def: Any
 ) -> FunctionSavedModelServable:
     """Imports `path` the way load_v1_in_v2 does (variables restored, init op run)."""
-    with context.device(device) if device else contextlib.nullcontext():
+    with _on_device(device):
         root = _Loader(path).load(tags)
     return FunctionSavedModelServable(id, path, root, meta_graph_def, device)

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,6 +77,16 @@ class TensorSpec:
 
 def _braces(names: Sequence[str] | set[str]) -> str:
     return "{" + ",".join(sorted(names)) + "}"
+
+
+class TensorRun(NamedTuple):
+    """A Predict request checked against a signature, in the graph's terms: what each
+    runtime feeds and fetches by tensor name, and the aliases its answer is keyed by."""
+
+    feed_names: tuple[str, ...]
+    feeds: list[np.ndarray]
+    fetch_names: tuple[str, ...]
+    aliases: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +182,23 @@ class Signature:
                 + ",".join(sorted(sent))
             )
         return feeds
+
+    def tensor_run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        *,
+        strict_shapes: bool = False,
+    ) -> TensorRun:
+        """`validate_inputs` and `validate_output_filter`, then the tensor names they map to."""
+        feeds = self.validate_inputs(inputs, strict_shapes=strict_shapes)
+        aliases = self.validate_output_filter(output_filter)
+        return TensorRun(
+            tuple(spec.name for spec in self.inputs.values()),
+            feeds,
+            tuple(self.outputs[a].name for a in aliases),
+            aliases,
+        )
 
     def validate_output_filter(self, output_filter: Sequence[str]) -> tuple[str, ...]:
         """Output aliases to fetch, in order; all of them (sorted) when the filter is empty."""

@@ -201,15 +201,10 @@ class TfLiteServable(RunsOnWorkers, SignatureLookup):
         interrupted. LiteRT always runs in the calling thread (``in_caller_thread``, the
         contract's hint, changes nothing).
         """
-        feeds = signature.validate_inputs(inputs, strict_shapes=strict_shapes)
-        aliases = signature.validate_output_filter(output_filter)
-        named = {
-            spec.name: value for spec, value in zip(signature.inputs.values(), feeds, strict=True)
-        }
-        results = self.run_tensors(
-            named, [signature.outputs[a].name for a in aliases], timeout_s=timeout_s
-        )
-        return dict(zip(aliases, results, strict=True))
+        tensors = signature.tensor_run(inputs, output_filter, strict_shapes=strict_shapes)
+        named = dict(zip(tensors.feed_names, tensors.feeds, strict=True))
+        results = self.run_tensors(named, tensors.fetch_names, timeout_s=timeout_s)
+        return dict(zip(tensors.aliases, results, strict=True))
 
     def run_tensors(
         self,
