@@ -78,8 +78,10 @@ def start(
     clients: int,
     seconds: float,
     grpc: bool,
+    rate: float | None = None,
 ) -> Running:
-    """Starts h2load for `seconds` against `url` (for gRPC: http://HOST:PORT/pkg.Svc/Method)."""
+    """Starts h2load for `seconds` against `url` (for gRPC: http://HOST:PORT/pkg.Svc/Method);
+    `rate`: requests per second in all, paced (h2load's --rps; None: a closed loop)."""
     tmp = tempfile.TemporaryDirectory(prefix="servingd-h2load-")
     data = Path(tmp.name) / "body"
     data.write_bytes(grpc_frame(body) if grpc else body)
@@ -95,6 +97,7 @@ def start(
         f"--log-file={log}",
         *(f"--header={h}" for h in headers),
         *([] if grpc else ["--h1"]),
+        *([] if rate is None else [f"--rps={max(1, round(rate / connections))}"]),
         url,
     ]
     started = time.time()

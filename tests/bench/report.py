@@ -37,7 +37,8 @@ def table(results: Sequence[Mapping[str, Any]]) -> str:
 def goals_table(goals: Sequence[Mapping[str, Any]]) -> str:
     """value: the median of the target's back-to-back pairs (listed), else the value from
     the table's medians (which is shown beside it either way). bound: the best value this
-    box allows (tests/bench/targets.py's Bound), with whether that would meet the goal."""
+    box allows (tests/bench/targets.py's Bound and FRONT_END), with whether that would meet
+    the goal; "front end" where the FRONT_END measurement is the tightest."""
     lines = [
         "| target | value | pairs | from the table | goal | met | bound on this box |",
         "|---|---:|---|---:|---|---|---|",
@@ -48,7 +49,8 @@ def goals_table(goals: Sequence[Mapping[str, Any]]) -> str:
         if g.get("bound") is not None:
             # Three decimals: a bound a hair below its goal must not print as the goal.
             verdict = "reachable" if g["reachable"] else "goal out of reach"
-            bound = f"{g['bound']:.3f} ({verdict})"
+            which = "front end, " if g.get("front_end_bound") == g["bound"] else ""
+            bound = f"{g['bound']:.3f} ({which}{verdict})"
         lines.append(
             f"| {g['target']} | {_num(g['value'], '.2f')} | {pairs} | "
             f"{_num(g.get('from_medians'), '.2f')} | {g['goal']} | "

@@ -65,6 +65,8 @@ from tests.bench.inprocess_workers import InProcessWorkers  # noqa: E402
 from tests.bench.mlserver import setup as mlserver_setup  # noqa: E402
 
 log = logging.getLogger("bench")
+# Each target's back-to-back measurements of two points, by target name.
+Pairs = dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
 
 PY = sys.executable
 # servingd's sources and this tests tree, for a daemon run as `python -m tests.bench...`.
@@ -263,10 +265,11 @@ def run_rounds(
     starters: Sequence[tuple[str, Callable[[], tuple[Server, Callable[[], None]]]]],
     workers: InProcessWorkers | None,
     args: argparse.Namespace,
-) -> tuple[list[dict[str, Any]], dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]]:
+) -> tuple[list[dict[str, Any]], Pairs, Pairs]:
     """Starts every server, runs every load point once per round, round after round, then
     the in-process points (batch 1, and each batch the scheduler formed this round), then
-    the targets' pairs (see tests/bench/targets.py); returns the points and the pairs.
+    the targets' pairs and the front-end bounds' pairs (see tests/bench/targets.py);
+    returns the points and both sets of pairs.
 
     The machine's speed drifts (other tenants, CPU steal): interleaving puts every scenario
     under the same drift, and each point reports the median of its rounds.
@@ -291,7 +294,8 @@ def run_rounds(
                 )
         results = [median_of(points) for points in runs.values()]
         pairs = run_pairs(servers, workers, results, args)
-    return results, pairs
+        front_end = front_end_pairs(servers, workers, results, args)
+    return results, pairs, front_end
 
 
 def start_all(
@@ -379,6 +383,90 @@ def run_pairs(
             out.setdefault(target.name, []).append((a, b))
             log.info("pair %d: %s", i + 1, target.value(a, b))
     return out
+
+
+# The canned daemon's load beside a FRONT_END point: one HTTP/2 connection, this many
+# streams, paced at the goal's rate; it starts this long before the in-process point and
+# runs this long past it.
+FRONT_END_STREAMS = 32
+FRONT_END_LEAD_S = 0.3
+FRONT_END_TAIL_S = 1.0
+
+
+def front_end_pairs(
+    servers: dict[str, Server],
+    workers: InProcessWorkers | None,
+    results: Sequence[dict[str, Any]],
+    args: argparse.Namespace,
+) -> Pairs:
+    """Each FRONT_END bound's (alone, beside) in-process pairs, `args.pairs` of them, the
+    order alternating: the model at the formed batch alone, and while the canned daemon
+    answers the model's own requests at the goal's rate (see tests/bench/targets.py). A
+    target whose rate is over what the canned daemon answered at full load is left out:
+    the canned bound already rules it out."""
+    canned = servers.get(targets.CANNED)
+    served = servers.get(targets.ON)
+    canned_point = targets.find(results, targets.CANNED_POINT)
+    if workers is None or canned is None or served is None or canned_point is None:
+        return {}
+    out: Pairs = {}
+    for unresolved in targets.all_targets() if args.pairs > 0 else ():
+        target = unresolved.resolve(results)
+        rate = None if target is None else targets.front_end_rate(target, results)
+        if target is None or rate is None or rate > canned_point["throughput_rps"]:
+            continue
+        _, label, clients = target.first
+        load = next((x for x in served.loads if (x.label, x.clients) == (label, clients)), None)
+        if load is None:
+            continue
+        in_process = target.second[1]
+        log.info("front-end bound: %s, canned replies at %.0f req/s", target.name, rate)
+        for i in range(args.pairs):
+            alone = functools.partial(inprocess_point, workers, in_process, args)
+            beside = functools.partial(
+                _beside_canned, canned.loads[0].grpc or "", load, rate, workers, in_process, args
+            )
+            if i % 2 == 0:
+                a = alone()
+                b = beside()
+            else:
+                b = beside()
+                a = alone()
+            out.setdefault(target.name, []).append((a, b))
+            log.info("pair %d: %s", i + 1, targets.front_end_value([(a, b)]))
+    return out
+
+
+def _beside_canned(
+    canned: str,
+    load: Load,
+    rate: float,
+    workers: InProcessWorkers,
+    label: str,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The in-process point `label` while the canned daemon answers `load`'s requests at
+    `rate`; the rate it kept is recorded in the point."""
+    seconds = FRONT_END_LEAD_S + args.warmup + args.duration + FRONT_END_TAIL_S
+    running = loadgen.start(
+        url=f"http://{canned}{load.method}",
+        body=load.body.read_bytes(),
+        clients=FRONT_END_STREAMS,
+        seconds=seconds,
+        grpc=True,
+        rate=rate,
+    )
+    time.sleep(FRONT_END_LEAD_S)
+    begin = time.time()
+    point = inprocess_point(workers, label, args)
+    window = (begin, time.time())
+    done = loadgen.finish(running, window, None)
+    return {
+        **point,
+        "scenario": targets.FRONT_END,
+        "canned_rps": done.requests / (window[1] - window[0]),
+        "canned_errors": done.errors,
+    }
 
 
 def median_of(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -701,7 +789,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes: list[str] = []
     notes_after: list[Callable[[], str]] = []
     results: list[dict[str, Any]] = []
-    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    pairs: Pairs = {}
+    front_end: Pairs = {}
     life: dict[str, Any] = {}
     sections: list[str] = []
     extra: dict[str, Any] = {}
@@ -787,7 +876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers = InProcessWorkers(models)
                 stack.callback(workers.stop)
                 workers.launch()  # ready once the servers are (run_rounds)
-            results, pairs = run_rounds(starters, workers, args)
+            results, pairs, front_end = run_rounds(starters, workers, args)
         notes += [note() for note in notes_after]
         if wanted("lifecycle") and not args.skip_lifecycle:
             life = lifecycle(work, {"half_plus_two": models["half_plus_two"], **mlp_models(work)})
@@ -800,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             extra["tflite"] = [dataclasses.asdict(r) for r in lite_rows]
 
-    goals = targets.evaluate(targets.all_targets(), results, pairs)
+    goals = targets.evaluate(targets.all_targets(), results, pairs, front_end)
     machine = {
         "python": platform.python_version(),
         "machine": platform.machine(),

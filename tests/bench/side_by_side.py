@@ -6,11 +6,15 @@
     python -m tests.bench.side_by_side --b-flag=--compute_thread_nice=10
     python -m tests.bench.side_by_side --b-src /tmp/old/src --protocol rest --rows 64 \
         --modes off --points mlp:16                               # make bench's REST [64,784]
+    python -m tests.bench.side_by_side --b-env MALLOC_TOP_PAD_=131072 \
+        --points mobilenet_v2:32,text_encoder:32,mobilenet_v2:1   # make bench's edge models
 
 Side A is this interpreter and this tree's `src`; side B differs by its interpreter (another
 virtualenv: other dependency versions), its source tree, its environment, or its extra
 daemon flags (`--b-flag`). Each side runs one daemon with batching on and one with it off,
-all up at once, serving the project's MLP and half_plus_two; then every load point (h2load,
+all up at once, serving the models its points name (the MLPs, or make bench's edge models:
+mobilenet_v2, text_encoder and jpeg_classifier, gRPC only, with make bench's edge batching
+parameters); then every load point (h2load,
 gRPC batch-1 requests by default, 64 and 1 clients; `--protocol rest` sends make bench's
 REST JSON bodies instead, `--rows 64` its [64,784] payload) is measured on A and B back to
 back, the order alternating per round. Sequential runs of `make bench` on the 2-vCPU bench
@@ -43,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess  # noqa: E402
+from tests.bench import models as bench_models  # noqa: E402
 from tests.bench import run  # noqa: E402
+from tests.bench.models import grpc_request  # noqa: E402
 
 log = logging.getLogger("side_by_side")
 POINTS = (("mlp", 64), ("mlp", 1), ("half_plus_two", 64), ("half_plus_two", 1))
@@ -82,12 +88,17 @@ def _env_pairs(items: Sequence[str]) -> dict[str, str]:
     return pairs
 
 
+# make bench's edge models that side by side serves (Predict; tabular's Classify is not).
+EDGE_MODELS = ("mobilenet_v2", "text_encoder", "jpeg_classifier")
+
+
 def _points(text: str) -> tuple[tuple[str, int], ...]:
     points = []
+    known = (*run.FEATURES, *EDGE_MODELS)
     for item in text.split(","):
         model, sep, clients = item.partition(":")
-        if not sep or model not in run.FEATURES or not clients.isdigit() or int(clients) < 1:
-            raise argparse.ArgumentTypeError(f"want MODEL:CLIENTS, MODEL one of {run.FEATURES}")
+        if not sep or model not in known or not clients.isdigit() or int(clients) < 1:
+            raise argparse.ArgumentTypeError(f"want MODEL:CLIENTS, MODEL one of {known}")
         points.append((model, int(clients)))
     return tuple(points)
 
@@ -121,9 +132,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Side, Si
         "--points",
         type=_points,
         default=POINTS,
-        help="MODEL:CLIENTS,... (models: mlp, half_plus_two, wide_mlp)",
+        help=f"MODEL:CLIENTS,... (models: {', '.join((*run.FEATURES, *EDGE_MODELS))})",
     )
     args = p.parse_args(argv)
+    edge = {model for model, _ in args.points} & set(EDGE_MODELS)
+    if edge and (args.protocol != "grpc" or args.rows != 1):
+        p.error(f"{', '.join(sorted(edge))}: one-row gRPC requests only")
     sides = [
         Side(
             name.upper(),
@@ -181,8 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in models:
             EXPORTERS[model](work / model / "1")
         bodies = run.write_bodies(work)
+        edge = [model for model in models if model in EDGE_MODELS]
+        for model in edge:
+            bodies[f"grpc-{model}-1"] = work / f"grpc-{model}-1.bin"
+            bodies[f"grpc-{model}-1"].write_bytes(grpc_request(bench_models.MODELS[model]))
         params = work / "batching.pbtxt"
-        params.write_text(run.BATCHING_PARAMETERS)
+        params.write_text(run.EDGE_BATCHING_PARAMETERS if edge else run.BATCHING_PARAMETERS)
         config = run.model_config(work, {m: work / m for m in models}, {m: m for m in models})
         base = [f"--model_config_file={config}", "--file_system_poll_wait_seconds=0"]
         batching = ["--enable_batching", f"--batching_parameters_file={params}"]

@@ -29,6 +29,15 @@ bound, the model's own (`model_bound`): batching on cannot serve more rows/s tha
 model runs in-process at the batch the scheduler formed, so on / off is at most that rate
 over batching off's; the tighter of the two is reported. A CNN that keeps both cores busy
 at batch 1 (MobileNetV2 here) gains little from larger batches, whatever servingd does.
+
+A served model over its in-process limit has a third bound, measured rather than taken
+from the table (`FRONT_END`): the model's in-process rows/s at the formed batch while
+servingd's canned-reply daemon answers the model's own requests at the rate the goal asks
+for (the goal times the in-process rows/s), over its rows/s alone, the median of
+back-to-back pairs. The canned reply is the least any servingd request costs (receiving and
+parsing it, admission, the answer), and on a small box that work takes cores the model's
+threads would use: if the model alone cannot keep the goal's pace beside it, no servingd
+can serve it at that pace on this box.
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ CANNED_POINT: PointKey = (CANNED, "gRPC mlp", 32)
 CEILING_POINT: PointKey = (CEILING, "gRPC mlp", 32)
 # The in-process label whose batch is the one the first point's scheduler formed.
 AT_FORMED_BATCH = "{model} batch {formed}"
+# The in-process point measured beside the canned daemon at the goal's rate (see above).
+FRONT_END = "in-process, beside canned replies at the goal's rate"
 # Models served with batching and compared with their in-process limit.
 BATCHED_MODELS = ("mobilenet_v2", "text_encoder")
 # Every model of the bench (tests/bench/models.py): the p50 target's.
@@ -108,6 +119,8 @@ class Target:
     bound: Bound | None = None
     # A second upper bound whose `over` may be at the first point's formed batch.
     model_bound: Bound | None = None
+    # Also bounded by its in-process point beside the front end's work (FRONT_END).
+    front_end_bound: bool = False
 
     @property
     def goal_text(self) -> str:
@@ -188,6 +201,7 @@ def all_targets() -> list[Target]:
             (IN_PROCESS, AT_FORMED_BATCH.replace("{model}", model), 1),
             0.9,
             bound=Bound(CANNED_POINT),
+            front_end_bound=True,
         )
         for model in BATCHED_MODELS
         for clients in (8, 32)
@@ -213,6 +227,7 @@ def all_targets() -> list[Target]:
             (IN_PROCESS, AT_FORMED_BATCH.replace("{model}", "tabular"), 1),
             0.8,
             bound=Bound(CANNED_POINT),
+            front_end_bound=True,
         )
     )
     targets += [
@@ -253,12 +268,34 @@ def find(results: Sequence[Point], key: PointKey) -> Point | None:
     return None
 
 
+def front_end_rate(target: Target, results: Sequence[Point]) -> float | None:
+    """The request rate a FRONT_END measurement runs the canned daemon at: the rate the
+    target's goal asks for (None: the target has no such bound, or no in-process point)."""
+    if not target.front_end_bound or target.goal is None:
+        return None
+    limit = find(results, target.second)
+    rows = rows_per_s(limit) if limit else None
+    return target.goal * rows if rows else None
+
+
+def front_end_value(pairs: Sequence[tuple[Point, Point]]) -> float | None:
+    """A FRONT_END bound from its (alone, beside) in-process pairs: the median ratio."""
+    ratios = [
+        b / a
+        for alone, beside in pairs
+        if (a := rows_per_s(alone)) and (b := rows_per_s(beside)) is not None
+    ]
+    return float(np.median(ratios)) if ratios else None
+
+
 def evaluate(
     targets: Sequence[Target],
     results: Sequence[Point],
     pairs: Mapping[str, Sequence[tuple[Point, Point]]],
+    front_end: Mapping[str, Sequence[tuple[Point, Point]]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each target's value (the median of its pairs, else from the table's medians)."""
+    """Each target's value (the median of its pairs, else from the table's medians), and
+    the best value this box allows (with `front_end`: the FRONT_END pairs by target)."""
     out = []
     for unresolved in targets:
         target = unresolved.resolve(results) or unresolved
@@ -267,6 +304,9 @@ def evaluate(
         values = [v for v in paired if v is not None]
         value = float(np.median(values)) if values else from_medians
         bound = target.best_possible(results)
+        beside = front_end_value((front_end or {}).get(target.name, ()))
+        if beside is not None:
+            bound = beside if bound is None else min(bound, beside)
         out.append(
             {
                 "target": target.name,
@@ -278,6 +318,7 @@ def evaluate(
                 "from_medians": from_medians,
                 # The best this box allows, and whether that meets the goal (None: no bound).
                 "bound": bound,
+                "front_end_bound": beside,
                 "reachable": None if bound is None else target.met(bound),
             }
         )

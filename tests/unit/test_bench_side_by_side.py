@@ -79,3 +79,18 @@ def test_rest_and_the_large_payload_are_make_benchs_bodies_and_routes() -> None:
     for bad in (["--rows", "2"], ["--protocol", "http"]):
         with pytest.raises(SystemExit):
             side_by_side.parse_args(["--b-python", "/opt/b/python", *bad])
+
+
+def test_edge_models_are_points_over_grpc_one_row_only() -> None:
+    args, _, _ = side_by_side.parse_args(
+        ["--b-env", "K=v", "--points", "mobilenet_v2:32,text_encoder:8,mlp:1"]
+    )
+    assert args.points == (("mobilenet_v2", 32), ("text_encoder", 8), ("mlp", 1))
+    with pytest.raises(SystemExit):
+        side_by_side.parse_args(["--b-env", "K=v", "--points", "mobilenet_v2:8", "--rows", "64"])
+    with pytest.raises(SystemExit):
+        side_by_side.parse_args(
+            ["--b-env", "K=v", "--points", "text_encoder:8", "--protocol", "rest"]
+        )
+    with pytest.raises(SystemExit):  # Classify: not a Predict point
+        side_by_side.parse_args(["--b-env", "K=v", "--points", "tabular:8"])

@@ -201,3 +201,52 @@ def test_batching_on_over_off_is_bounded_by_the_model_at_the_formed_batch() -> N
     # The formed batch not known: only the canned-reply bound is left.
     [goal] = targets.evaluate([target], [results[1], results[3]], {})
     assert goal["bound"] == pytest.approx(8400 / 495)
+
+
+def test_the_front_end_bound_is_the_models_pace_beside_canned_replies_at_the_goals_rate() -> None:
+    """The text encoder alone runs 800 rows/s at its formed batch; beside the canned daemon
+    answering 720 req/s (0.9 x 800) it keeps 640 and 600 in two pairs taken while the box
+    drifts: the bound is the median of the pairs' ratios, 0.775, under the goal, though the
+    canned reply's own bound (2.5) would allow it."""
+    target = next(t for t in targets.all_targets() if t.first == (ON, "gRPC text_encoder", 32))
+    results = [
+        point(ON, "gRPC text_encoder", 32, 560) | {"rows_per_batch": 16.0},
+        point(IN_PROCESS, "text_encoder batch 16", 1, 50) | {"rows_per_s": 800.0},
+        point(CANNED, "gRPC mlp", 32, 2000),
+    ]
+    resolved = target.resolve(results)
+    assert resolved is not None
+    assert targets.front_end_rate(resolved, results) == pytest.approx(720)
+    in_process = "text_encoder batch 16"
+    front_end = {
+        target.name: [
+            (
+                point(IN_PROCESS, in_process, 1, 0) | {"rows_per_s": 800.0},
+                point(targets.FRONT_END, in_process, 1, 0) | {"rows_per_s": 640.0},
+            ),
+            (
+                point(IN_PROCESS, in_process, 1, 0) | {"rows_per_s": 400.0},
+                point(targets.FRONT_END, in_process, 1, 0) | {"rows_per_s": 300.0},
+            ),
+        ]
+    }
+    [goal] = targets.evaluate([target], results, {}, front_end)
+    assert goal["front_end_bound"] == pytest.approx(0.775)
+    assert goal["bound"] == pytest.approx(0.775)
+    assert goal["reachable"] is False
+    assert "| 0.775 (front end, goal out of reach) |" in report.goals_table([goal])
+    # Without it, only the canned reply's bound.
+    [goal] = targets.evaluate([target], results, {})
+    assert goal["bound"] == pytest.approx(2000 / 800) and goal["reachable"] is True
+
+
+def test_only_served_over_in_process_targets_get_a_front_end_bound() -> None:
+    results = [point(IN_PROCESS, "mlp batch 1", 1, 100) | {"rows_per_s": 100.0}]
+    assert targets.front_end_rate(P50, results) is None
+    bounded = {t.name for t in targets.all_targets() if t.front_end_bound}
+    assert len(bounded) == 5  # MobileNetV2 and text encoder at 8 and 32 clients, tabular
+    assert all(
+        t.second[0] == IN_PROCESS and t.first[0] == ON
+        for t in targets.all_targets()
+        if t.name in bounded
+    )
