@@ -1,6 +1,5 @@
-"""A PredictionService that answers every Predict with a canned reply (no model).
-
-Used to measure the load generator's own ceiling on this machine:
+"""A PredictionService that answers every Predict and Classify with a canned reply (no
+model): the bare grpc.aio server, make bench's transport ceiling.
     python -m tests.bench.echo_server --port N
 """
 
@@ -12,16 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
 
 class Echo(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     def __init__(self) -> None:
         self.reply = predict_pb2.PredictResponse()
         self.reply.outputs["probabilities"].float_val.extend([0.1] * 10)
+        self.classification = classification_pb2.ClassificationResponse()
+        self.classification.result.classifications.add().classes.add(label="1", score=0.5)
 
     async def Predict(self, request: Any, context: Any) -> Any:
         return self.reply
+
+    async def Classify(self, request: Any, context: Any) -> Any:
+        return self.classification
 
 
 async def serve(port: int) -> None:

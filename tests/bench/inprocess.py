@@ -9,8 +9,9 @@ what a row is; tabular runs as a batched Classify runs, plan_classify). Half the
 time the ops run in the calling thread (`in_caller_thread`, as servingd's short batched
 runs), half through TensorFlow's inter-op threads (as its longer runs); the faster half is
 the limit reported, the other beside it. With `--serve` the model stays loaded and each
-line "BATCH DURATION WARMUP" read from stdin is one such measurement (make bench's
-in-process points, without a process start and a model load each). `--allocator` makes
+line "BATCH DURATION WARMUP [MODE]" read from stdin is one such measurement (make bench's
+in-process points, without a process start and a model load each); MODE `caller` or `pool`
+measures only that way, for the whole duration (`both`, the default: as above). `--allocator` makes
 heap_reuse's process-wide settings first (default none: the limit has no setting that
 could slow it; `daemon`: what the daemon makes). Prints one JSON object: calls/s, rows/s,
 per-call latency (ms).
@@ -109,8 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write('{"ready": true}\n')
         sys.stdout.flush()
         for line in sys.stdin:
-            batch, duration, warmup = line.split()
-            result = measure(servable, args.model, int(batch), float(duration), float(warmup))
+            batch, duration, warmup, *mode = line.split()
+            result = measure(
+                servable, args.model, int(batch), float(duration), float(warmup), *mode
+            )
             sys.stdout.write(json.dumps({**result, "allocator": args.allocator}) + "\n")
             sys.stdout.flush()
     else:
@@ -120,11 +123,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+MODES = {"caller": True, "pool": False}
+
+
 def measure(
-    servable: SavedModelServable, model: str, batch: int, duration: float, warmup: float
+    servable: SavedModelServable,
+    model: str,
+    batch: int,
+    duration: float,
+    warmup: float,
+    mode: str = "both",
 ) -> dict[str, Any]:
-    """Both ways of running `batch` rows for duration / 2 each; the faster one's figures."""
+    """Both ways of running `batch` rows for duration / 2 each, the faster one's figures
+    (`mode` "both"); or one way (MODES) for the whole duration."""
     call = caller(servable, model, batch)
+    if mode != "both":
+        inline = MODES[mode]
+        timed(call, inline, warmup)
+        one = timed(call, inline, duration)
+        return {**one, "batch": batch, "rows_per_s": one["throughput_rps"] * batch}
     for inline in (True, False):
         timed(call, inline, warmup / 2)
     halves = [timed(call, inline, duration / 2) for inline in (True, False)]

@@ -22,7 +22,8 @@ servingd cannot serve one-row requests faster than it answers a canned reply, so
 model over in-process, or batching on over off, is at most the canned reply's rate over the
 second point (a model whose run costs less than a call's transport, as tabular's at its
 formed batch, hits this); the p50 excess cannot be below the transport ceiling's own p50 at
-1 client (a request to servingd crosses that transport and also runs the model). A target
+1 client with the model's own request (a request to servingd crosses that transport and
+also runs the model). A target
 whose bound misses its goal cannot be met on this box by any change inside servingd's
 request handling; only a cheaper server around it can. Batching on over off has a second
 bound, the model's own (`model_bound`): batching on cannot serve more rows/s than the
@@ -237,7 +238,7 @@ def all_targets() -> list[Target]:
             (IN_PROCESS, f"{model} batch 1", 1),
             0.5,
             "p50_excess",
-            Bound((CEILING, "gRPC half_plus_two", 1), kind="p50"),
+            Bound((CEILING, f"gRPC {model}", 1), kind="p50"),
         )
         for model in ALL_MODELS
     ]

@@ -111,6 +111,7 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
         for scenario in (ON, OFF)
     }
     runs[CANNED] = {(load.label, load.clients) for load in run.canned_loads(server, bodies)}  # type: ignore[arg-type]
+    runs[CEILING] = {(load.label, load.clients) for load in run.echo_loads("", bodies, bodies)}
     formed = [
         point(ON, f"gRPC {m}", c, 100) | {"rows_per_batch": 7.6}
         for m in ("mobilenet_v2", "text_encoder", "tabular")
@@ -121,14 +122,15 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
     for unresolved in targets.all_targets():
         target = unresolved.resolve(formed)
         assert target is not None, unresolved.name
-        for scenario, label, clients in (target.first, target.second):
+        bounds = [b.over for b in (target.bound, target.model_bound) if b is not None]
+        for scenario, label, clients in (target.first, target.second, *bounds):
             if scenario in runs:
                 assert (label, clients) in runs[scenario], target.name
                 checked += 1
             elif scenario == IN_PROCESS:
                 assert label in in_process, target.name
                 checked += 1
-    assert checked == 29
+    assert checked == 44
 
 
 def test_an_in_process_point_at_the_formed_batch_takes_the_served_points_batch() -> None:
