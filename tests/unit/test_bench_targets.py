@@ -252,3 +252,30 @@ def test_only_served_over_in_process_targets_get_a_front_end_bound() -> None:
         for t in targets.all_targets()
         if t.name in bounded
     )
+
+
+def test_an_in_process_batch_no_round_measured_is_measured_once_after_the_rounds() -> None:
+    """Rounds that formed 4 and 6 rows have a median of 5: that point is measured then, so
+    the target has its value from the table and its bounds; batches measured are not."""
+    from types import SimpleNamespace
+
+    from tests.bench import run
+
+    asked: list[tuple[str, int]] = []
+
+    class Workers:
+        def point(self, model: str, batch: int, duration: float, warmup: float) -> dict[str, Any]:
+            asked.append((model, batch))
+            label = f"{model} batch {batch}"
+            return point(IN_PROCESS, label, 1, 100) | {"rows_per_s": 500.0, "errors": {}}
+
+    results = [
+        point(ON, "gRPC text_encoder", 8, 420) | {"rows_per_batch": 4.8},
+        point(IN_PROCESS, "text_encoder batch 4", 1, 150),
+        point(IN_PROCESS, "text_encoder batch 6", 1, 90),
+    ] + [point(IN_PROCESS, f"{m} batch 1", 1, 100) for m in targets.ALL_MODELS]
+    args = SimpleNamespace(duration=2.0, warmup=0.5)
+    added = run.missing_inprocess_points(Workers(), results, args)  # type: ignore[arg-type]
+    assert asked == [("text_encoder", 5)]
+    assert [p["load"] for p in added] == ["text_encoder batch 5"]
+    assert added[0]["rows_per_s"] == 500.0
