@@ -360,8 +360,8 @@ def run_pairs(
 ) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
     """Each target's two points measured back to back, `args.pairs` times, the order
     alternating (so that a steady drift favours neither); targets whose points are not
-    running here are left out. An in-process point at the formed batch uses the batch of
-    the rounds' medians (`results`)."""
+    running here, and the diagnostic, are left out. An in-process point at the formed batch
+    uses the batch of the rounds' medians (`results`)."""
 
     def runner(key: targets.PointKey) -> Callable[[], dict[str, Any]] | None:
         scenario, label, clients = key
@@ -377,10 +377,10 @@ def run_pairs(
                 return functools.partial(measure, server, load, args, scenario)
         return None
 
-    out: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    out: Pairs = {}
     for unresolved in targets.all_targets() if args.pairs > 0 else ():
         target = unresolved.resolve(results)
-        if target is None:
+        if target is None or target.goal is None:  # a diagnostic: the table's medians
             continue
         first, second = runner(target.first), runner(target.second)
         if first is None or second is None:
@@ -689,8 +689,9 @@ def check_reply(target: str) -> None:
 def export_edge_models(
     out: Path, names: Sequence[str] = tuple(bench_models.MODELS)
 ) -> dict[str, Path]:
-    """The bench's models (tests/bench/models.py), exported once into out/models/KEY and
-    reused while the exporting code and TensorFlow stay the same."""
+    """The bench's models (tests/bench/models.py; `names` may also name other exporters of
+    servingd.tools.export_models), exported once into out/models/KEY and reused while the
+    exporting code and TensorFlow stay the same."""
     import hashlib
 
     from servingd.tools import edge_models, export_models
@@ -910,7 +911,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results, pairs, front_end = run_rounds(starters, workers, args)
         notes += [note() for note in notes_after]
         if wanted("lifecycle") and not args.skip_lifecycle:
-            life = lifecycle(work, {"half_plus_two": models["half_plus_two"], **mlp_models(work)})
+            life = lifecycle(
+                work, {"half_plus_two": models["half_plus_two"], **mlp_models(args.out)}
+            )
         if wanted("tf lite") and not args.skip_tflite:
             lite_rows, lite_notes = tflite_cnn.run(TFLITE_SECONDS, TFLITE_INTERPRETERS)
             sections.append(
@@ -954,12 +957,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def mlp_models(work: Path) -> dict[str, Path]:
-    """The MLP, for the lifecycle's memory per loaded version."""
-    from servingd.tools.export_models import export_mlp
-
-    export_mlp(work / "mlp" / "1")
-    return {"mlp": work / "mlp"}
+def mlp_models(out: Path) -> dict[str, Path]:
+    """The MLP, for the lifecycle's memory per loaded version (exported once, as the edge
+    models are)."""
+    return export_edge_models(out, ("mlp",))
 
 
 def _versions() -> dict[str, str]:
