@@ -357,7 +357,7 @@ def run_pairs(
     workers: InProcessWorkers | None,
     results: Sequence[dict[str, Any]],
     args: argparse.Namespace,
-) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+) -> Pairs:
     """Each target's two points measured back to back, `args.pairs` times, the order
     alternating (so that a steady drift favours neither); targets whose points are not
     running here, and the diagnostic, are left out. An in-process point at the formed batch
@@ -370,12 +370,10 @@ def run_pairs(
                 return None
             return functools.partial(inprocess_point, workers, label, args)
         server = servers.get(scenario)
-        if server is None:
+        load = None if server is None else find_load(server, label, clients)
+        if server is None or load is None:
             return None
-        for load in server.loads:
-            if (load.label, load.clients) == (label, clients):
-                return functools.partial(measure, server, load, args, scenario)
-        return None
+        return functools.partial(measure, server, load, args, scenario)
 
     out: Pairs = {}
     for unresolved in targets.all_targets() if args.pairs > 0 else ():
@@ -388,6 +386,11 @@ def run_pairs(
         log.info("pairs: %s", target.name)
         out[target.name] = back_to_back(first, second, args.pairs, target.value)
     return out
+
+
+def find_load(server: Server, label: str, clients: int) -> Load | None:
+    """The server's load point with this label and number of clients."""
+    return next((x for x in server.loads if (x.label, x.clients) == (label, clients)), None)
 
 
 def back_to_back(
@@ -441,8 +444,7 @@ def front_end_pairs(
         rate = None if target is None else targets.front_end_rate(target, results)
         if target is None or rate is None or rate > canned_point["throughput_rps"]:
             continue
-        _, label, clients = target.first
-        load = next((x for x in served.loads if (x.label, x.clients) == (label, clients)), None)
+        load = find_load(served, *target.first[1:])
         if load is None:
             continue
         in_process = target.second[1]
@@ -466,7 +468,7 @@ def _beside_canned(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """The in-process point `label` while the canned daemon answers `load`'s requests at
-    `rate`; the rate it kept is recorded in the point."""
+    `rate`; the rate the canned daemon kept is logged."""
     seconds = FRONT_END_LEAD_S + args.warmup + args.duration + FRONT_END_TAIL_S
     running = loadgen.start(
         url=f"http://{canned}{load.method}",
@@ -481,12 +483,12 @@ def _beside_canned(
     point = inprocess_point(workers, label, args)
     window = (begin, time.time())
     done = loadgen.finish(running, window, None)
-    return {
-        **point,
-        "scenario": targets.FRONT_END,
-        "canned_rps": done.requests / (window[1] - window[0]),
-        "canned_errors": done.errors,
-    }
+    log.info(
+        "beside: canned replies at %.0f req/s, errors %s",
+        done.requests / (window[1] - window[0]),
+        done.errors or "none",
+    )
+    return {**point, "scenario": targets.FRONT_END}
 
 
 def median_of(points: Sequence[dict[str, Any]]) -> dict[str, Any]:

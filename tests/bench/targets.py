@@ -23,13 +23,13 @@ model over in-process, or batching on over off, is at most the canned reply's ra
 second point (a model whose run costs less than a call's transport, as tabular's at its
 formed batch, hits this); the p50 excess cannot be below the transport ceiling's own p50 at
 1 client with the model's own request (a request to servingd crosses that transport and
-also runs the model). A target
-whose bound misses its goal cannot be met on this box by any change inside servingd's
-request handling; only a cheaper server around it can. Batching on over off has a second
-bound, the model's own (`model_bound`): batching on cannot serve more rows/s than the
-model runs in-process at the batch the scheduler formed, so on / off is at most that rate
-over batching off's; the tighter of the two is reported. A CNN that keeps both cores busy
-at batch 1 (MobileNetV2 here) gains little from larger batches, whatever servingd does.
+also runs the model). A target whose bound misses its goal cannot be met on this box by any
+change inside servingd's request handling; only a cheaper server around it can. Batching
+on over off has a second bound, the model's own (`model_bound`): batching on cannot serve
+more rows/s than the model runs in-process at the batch the scheduler formed, so on / off
+is at most that rate over batching off's; the tighter of the two is reported. A CNN that
+keeps both cores busy at batch 1 (MobileNetV2 here) gains little from larger batches,
+whatever servingd does.
 
 A served model over its in-process limit has a third bound, measured rather than taken
 from the table (`FRONT_END`): the model's in-process rows/s at the formed batch while

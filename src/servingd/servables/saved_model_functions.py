@@ -203,7 +203,7 @@ class FunctionSavedModelServable(SignatureLookup):
                 if root is None:
                     raise errors.Unavailable(f"Servable {self.id} has been unloaded")
                 try:
-                    with self._placed():
+                    with _on_device(self._device):
                         pruned = root.prune(list(feed_names), list(fetch_names))
                 except lift_to_graph.UnliftableError as exc:
                     raise errors.InvalidArgument(
@@ -214,9 +214,6 @@ class FunctionSavedModelServable(SignatureLookup):
                 fn = _Function(pruned)
                 self._functions[key] = fn
             return fn
-
-    def _placed(self) -> contextlib.AbstractContextManager[Any]:
-        return _on_device(self._device)
 
     def _execute(
         self,
@@ -236,7 +233,7 @@ class FunctionSavedModelServable(SignatureLookup):
         entry = None if timeout_s is None else cancellation.DEADLINES.add(timeout_s, token)
         ctx = self._ctx
         try:
-            with self._placed():
+            with _on_device(self._device):
                 device = ctx.device_name
                 inputs = [_eager_input(v, d) for v, d in zip(values, fn.dtypes, strict=True)]
                 outputs = pywrap_tfe.TFE_Py_ExecuteCancelable(
