@@ -92,6 +92,16 @@ def grpc_request(model: BenchModel, rows: int = 1) -> bytes:
     return bytes(predict.SerializeToString())
 
 
+def rest_request(model: BenchModel, rows: int = 1) -> bytes:
+    """TF Serving's REST :predict body for `rows` rows: {"instances": ...} of plain numbers
+    (images, token ids), or base64 JPEG objects for jpeg_classifier."""
+    if model.classify:
+        raise ValueError(f"{model.name} is served through Classify, not :predict")
+    if model.name == "jpeg_classifier":
+        return rest_jpeg_request(rows)
+    return json.dumps({"instances": model.rows(rows).tolist()}).encode()
+
+
 def rest_jpeg_request(rows: int = 1) -> bytes:
     """TF Serving's REST Predict body for jpeg_classifier: the same JPEG bytes as the gRPC
     request, base64 in JSON ({"b64": ...}), as REST clients send binary inputs."""

@@ -88,9 +88,53 @@ def test_edge_models_are_points_over_grpc_one_row_only() -> None:
     assert args.points == (("mobilenet_v2", 32), ("text_encoder", 8), ("mlp", 1))
     with pytest.raises(SystemExit):
         side_by_side.parse_args(["--b-env", "K=v", "--points", "mobilenet_v2:8", "--rows", "64"])
+    rest = ["--b-env", "K=v", "--points", "text_encoder:8,mobilenet_v2:1", "--protocol", "rest"]
+    assert side_by_side.parse_args(rest)[0].protocol == "rest"
     with pytest.raises(SystemExit):
-        side_by_side.parse_args(
-            ["--b-env", "K=v", "--points", "text_encoder:8", "--protocol", "rest"]
-        )
-    with pytest.raises(SystemExit):  # Classify: not a Predict point
-        side_by_side.parse_args(["--b-env", "K=v", "--points", "tabular:8"])
+        side_by_side.parse_args(["--b-env", "K=v", "--points", "tabular:8", "--rows", "64"])
+    with pytest.raises(SystemExit):  # Classify has no REST point here
+        side_by_side.parse_args(["--b-env", "K=v", "--points", "tabular:8", "--protocol", "rest"])
+
+
+def test_rest_bodies_of_the_edge_models_are_tf_servings_json() -> None:
+    import json
+
+    import numpy as np
+
+    from tests.bench import models
+
+    body = json.loads(models.rest_request(models.MODELS["text_encoder"]))
+    tokens = np.array(body["instances"])
+    assert tokens.shape == (1, 128) and tokens.dtype.kind == "i"
+    jpeg = json.loads(models.rest_request(models.MODELS["jpeg_classifier"]))
+    assert set(jpeg["instances"][0]) == {"b64"}
+    with pytest.raises(ValueError):
+        models.rest_request(models.MODELS["tabular"])
+
+
+def test_tabular_is_loaded_through_classify_and_the_others_through_predict() -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tests.bench import run
+
+    args, _, _ = side_by_side.parse_args(["--b-env", "K=v", "--points", "tabular:32"])
+    assert args.points == (("tabular", 32),)
+    server = SimpleNamespace(rest_port=8501, grpc_target="127.0.0.1:8500")
+    tabular = side_by_side.load_for(server, "grpc", "tabular", Path("t.bin"), 32)  # type: ignore[arg-type]
+    assert tabular.method == "/tensorflow.serving.PredictionService/Classify"
+    for model in ("mobilenet_v2", "mlp"):
+        load = side_by_side.load_for(server, "grpc", model, Path("m.bin"), 8)  # type: ignore[arg-type]
+        assert load.method == run.PREDICT
+
+
+def test_exported_models_are_backdated_past_the_settle_time(tmp_path: object) -> None:
+    import time
+    from pathlib import Path
+
+    tree = Path(str(tmp_path)) / "mlp"
+    (tree / "1" / "variables").mkdir(parents=True)
+    (tree / "1" / "saved_model.pb").write_bytes(b"x")
+    side_by_side._backdate(tree)
+    newest = max(p.stat().st_mtime for p in (tree, *tree.rglob("*")))
+    assert newest < time.time() - 30  # a daemon's single poll finds it settled
