@@ -15,7 +15,7 @@ own gRPC server, services and admission wrapper; only the handler body differs:
   loop    + awaiting a future that the loop itself resolves in bulk (suspension alone)
   thread  + that future resolved in bulk by another thread (one call_soon_threadsafe)
   bridge  + waiting as servingd does: a concurrent.futures.Future per request, set by
-            another thread, reaching the loop through LoopBridge
+            another thread, reaching the loop through loop_bridge.watch
   full    servingd's batched path: scheduler, batch thread, TensorFlow
   loopbatch  `lookup`, then the calls that arrive in one loop iteration merged and run by
           TensorFlow on the event loop itself (ops in the caller thread), no batch thread
@@ -94,7 +94,7 @@ def patched_predict(step: str) -> Callable[..., Any]:
     from tensorflow_serving.apis import predict_pb2
 
     from servingd.apis.grpc.model_spec import fill_model_spec, model_request
-    from servingd.apis.loop_bridge import LoopBridge
+    from servingd.apis.loop_bridge import watch
     from servingd.apis.request_metrics import GRPC, observe_request
     from servingd.batching import tensors
     from servingd.servables.codecs import ndarray_to_tensor_proto, tensor_proto_to_ndarray
@@ -155,7 +155,7 @@ def patched_predict(step: str) -> Callable[..., Any]:
         elif to_bridge is not None:
             future: concurrent.futures.Future[None] = concurrent.futures.Future()
             to_bridge(future)
-            await LoopBridge.for_loop(loop).watch(future)
+            await watch(future, loop)
 
     async def predict(self: Any, request: Any, context: Any) -> Any:
         if step == "canned":

@@ -1,5 +1,5 @@
-"""LoopBridge: results, errors and cancellations of worker-thread futures reach the loop,
-and a burst of completions costs one loop wake-up."""
+"""loop_bridge.watch: results, errors and cancellations of worker-thread futures reach the
+loop; a waiter the caller gave up on, or a loop already closed, drops the late result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from servingd.apis.loop_bridge import LoopBridge
+from servingd.apis.loop_bridge import watch
 
 
 def _run(coro: Any) -> Any:
@@ -19,10 +19,10 @@ def _run(coro: Any) -> Any:
 
 def test_result_and_exception_cross_from_a_thread() -> None:
     async def main() -> tuple[int, BaseException | None]:
-        bridge = LoopBridge.for_loop(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         ok: concurrent.futures.Future[int] = concurrent.futures.Future()
         bad: concurrent.futures.Future[int] = concurrent.futures.Future()
-        waiters = bridge.watch(ok), bridge.watch(bad)
+        waiters = watch(ok, loop), watch(bad, loop)
         threading.Thread(
             target=lambda: (ok.set_result(7), bad.set_exception(KeyError("k")))
         ).start()
@@ -36,62 +36,45 @@ def test_result_and_exception_cross_from_a_thread() -> None:
 
 def test_cancelled_future_cancels_the_waiter_and_a_done_one_is_mirrored_at_once() -> None:
     async def main() -> tuple[bool, int]:
-        bridge = LoopBridge.for_loop(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         gone: concurrent.futures.Future[int] = concurrent.futures.Future()
         gone.cancel()
         done: concurrent.futures.Future[int] = concurrent.futures.Future()
         done.set_result(3)
-        waiter = bridge.watch(gone)
+        waiter = watch(gone, loop)
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        return waiter.cancelled(), await bridge.watch(done)
+        return waiter.cancelled(), await watch(done, loop)
 
     assert _run(main()) == (True, 3)
 
 
-def test_cancelling_the_waiter_leaves_the_future_alone() -> None:
-    async def main() -> bool:
-        bridge = LoopBridge.for_loop(asyncio.get_running_loop())
-        future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        waiter = bridge.watch(future)
-        waiter.cancel()
-        future.set_result(1)  # arrives after the caller gave up: dropped quietly
-        await asyncio.sleep(0.01)
-        return future.cancelled()
-
-    assert _run(main()) is False
-
-
-def test_a_burst_of_completions_wakes_the_loop_once() -> None:
-    async def main() -> tuple[list[int], int]:
+def test_a_waiter_the_caller_gave_up_on_leaves_the_future_alone() -> None:
+    async def main() -> tuple[bool, BaseException | None]:
         loop = asyncio.get_running_loop()
-        bridge = LoopBridge(loop)
-        wakeups = 0
-        real = loop.call_soon_threadsafe
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            nonlocal wakeups
-            wakeups += 1
-            return real(*args, **kwargs)
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-        futures: list[concurrent.futures.Future[int]] = [
-            concurrent.futures.Future() for _ in range(64)
-        ]
-        waiters = [bridge.watch(f) for f in futures]
-
-        def finish() -> None:  # as a batch thread does: every task of the batch at once
-            for i, f in enumerate(futures):
-                f.set_result(i)
-
-        # The loop is blocked while the batch completes, as when it is busy with requests.
-        thread = threading.Thread(target=finish)
+        cancelled: concurrent.futures.Future[int] = concurrent.futures.Future()
+        expired: concurrent.futures.Future[int] = concurrent.futures.Future()
+        first = watch(cancelled, loop)
+        first.cancel()
+        second = watch(expired, loop)
+        second.set_exception(TimeoutError("deadline"))  # as a request's deadline does
+        errors: list[BaseException] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx["exception"]))
+        # Both arrive after the caller gave up: dropped quietly.
+        thread = threading.Thread(target=lambda: (cancelled.set_result(1), expired.set_result(2)))
         thread.start()
-        thread.join()
-        results = await asyncio.gather(*waiters)
-        del loop.call_soon_threadsafe
-        return list(results), wakeups
+        thread.join()  # both hand-offs are queued on the loop now
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return cancelled.cancelled() or expired.cancelled(), errors[0] if errors else None
 
-    results, wakeups = _run(main())
-    assert results == list(range(64))
-    assert wakeups == 1
+    assert _run(main()) == (False, None)
+
+
+def test_a_result_after_the_loop_closed_is_dropped() -> None:
+    loop = asyncio.new_event_loop()
+    future: concurrent.futures.Future[int] = concurrent.futures.Future()
+    waiter = watch(future, loop)
+    loop.close()
+    future.set_result(5)  # no RuntimeError reaches the thread that finished the work
+    assert not waiter.done()

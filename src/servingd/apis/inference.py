@@ -27,7 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from servingd.apis.loop_bridge import LoopBridge
+from servingd.apis.loop_bridge import watch
 from servingd.core.errors import DeadlineExceeded, ServingError
 from servingd.core.handles import ServableHandle
 from servingd.core.ids import ServableId
@@ -95,8 +95,7 @@ class InferenceRunner:
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on a worker thread (work too long for the event loop)."""
-        loop = asyncio.get_running_loop()
-        return await LoopBridge.for_loop(loop).watch(self._workers.submit(fn, *args))
+        return await watch(self._workers.submit(fn, *args), asyncio.get_running_loop())
 
     async def run(
         self, request: ModelRequest, plan: Plan[T], timeout: float | None = None
@@ -242,13 +241,13 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 async def _await_with_deadline(
     future: concurrent.futures.Future[Any], timeout: float | None, request: ModelRequest
 ) -> Any:
-    """Waits for `future` on the loop (through the loop's LoopBridge) for at most `timeout`.
+    """Waits for `future` on the loop (`loop_bridge.watch`) for at most `timeout`.
 
     One timer per request instead of wait_for(shield(wrap_future(...))): that chain costs
-    two extra futures, a task switch and one loop wake-up per request.
+    two extra futures and a task switch per request.
     """
     loop = asyncio.get_running_loop()
-    waiter = LoopBridge.for_loop(loop).watch(future)
+    waiter = watch(future, loop)
     timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
     try:
         return await waiter
