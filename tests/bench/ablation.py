@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.proc_threads import threads  # noqa: E402
 from support.servingd_process import ServingdProcess  # noqa: E402
-from tests.bench import loadgen, run  # noqa: E402
+from tests.bench import loadgen, procs, run  # noqa: E402
 
 log = logging.getLogger("ablation")
 STEPS = ("canned", "decode", "lookup", "loop", "thread", "bridge", "full", "loopbatch", "off")
@@ -242,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=64)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started
     from servingd.tools.export_models import export_mlp
 
     samples: dict[str, list[tuple[float, float]]] = {step: [] for step in STEPS}

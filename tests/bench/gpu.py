@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from tests.bench import models as bench_models  # noqa: E402
-from tests.bench import report, run, targets  # noqa: E402
+from tests.bench import procs, report, run, targets  # noqa: E402
 from tests.bench.inprocess_workers import InProcessWorkers  # noqa: E402
 
 log = logging.getLogger("bench.gpu")
@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started
     found = gpus()
     if not found:
         print("skipped: no GPU (nvidia-smi lists none)")

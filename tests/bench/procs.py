@@ -12,6 +12,17 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit (status 143) in the main thread: a bench stopped by its PID
+    then unwinds its `finally` blocks and stops the daemons it started, instead of leaving
+    them running (Python's default for SIGTERM ends the process on the spot)."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def _children() -> dict[int, list[int]]:
     by_parent: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

@@ -814,6 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, key, value)
         args.skip_mlserver = args.skip_lifecycle = args.skip_tflite = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started
     only = {s.strip() for s in args.only if s.strip()}
 
     def wanted(name: str) -> bool:

@@ -142,6 +142,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=None, help="default: servingd's")
     parser.add_argument("--skip-pickup", action="store_true")
     args = parser.parse_args()
+    procs.exit_on_sigterm()  # stopped by PID: still stop the S3 server and daemons started
     src = TF_SERVING_TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
     results = []
     if not args.skip_pickup:

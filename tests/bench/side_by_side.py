@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servingd_process import ServingdProcess  # noqa: E402
 from tests.bench import models as bench_models  # noqa: E402
-from tests.bench import run  # noqa: E402
+from tests.bench import procs, run  # noqa: E402
 from tests.bench.models import grpc_request  # noqa: E402
 
 log = logging.getLogger("side_by_side")
@@ -199,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, a, b = parse_args(argv)
     modes = args.modes
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started
     from servingd.tools.export_models import EXPORTERS
 
     models = sorted({model for model, _ in args.points})
