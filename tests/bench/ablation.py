@@ -243,16 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started
-    from servingd.tools.export_models import export_mlp
-
     samples: dict[str, list[tuple[float, float]]] = {step: [] for step in STEPS}
     with tempfile.TemporaryDirectory(prefix="servingd-ablation-") as tmp:
         work = Path(tmp)
-        export_mlp(work / "mlp" / "1")
+        mlp = run.export_edge_models(run.BENCH_OUT, ("mlp",))["mlp"]
         bodies = run.write_bodies(work)
         params = work / "batching.pbtxt"
         params.write_text(run.BATCHING_PARAMETERS)
-        config = run.model_config(work, {"mlp": work / "mlp"}, {"mlp": "mlp"})
+        config = run.model_config(work, {"mlp": mlp}, {"mlp": "mlp"})
         flags = [
             f"--model_config_file={config}",
             "--file_system_poll_wait_seconds=0",

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
-    p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
+    p.add_argument("--out", type=Path, default=run.BENCH_OUT)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started

@@ -12,7 +12,8 @@
 Side A is this interpreter and this tree's `src`; side B differs by its interpreter (another
 virtualenv: other dependency versions), its source tree, its environment, or its extra
 daemon flags (`--b-flag`). Each side runs one daemon with batching on and one with it off,
-all up at once, serving the models its points name (the MLPs, or make bench's edge models:
+all up at once, serving the models its points name (exported once into build/bench/models
+and reused, as make bench's are: the MLPs, or make bench's edge models:
 mobilenet_v2, text_encoder, jpeg_classifier and tabular, one-row requests, with make
 bench's edge batching parameters; `--protocol rest` sends them as TF Serving's JSON, except
 tabular, which is gRPC Classify only); then every load point (h2load,
@@ -37,11 +38,9 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,22 +185,11 @@ def measure(server: ServingdProcess, load: run.Load, reply: int | None, seconds:
     return Sample(result["throughput_rps"], latency["p50"], latency["p99"])
 
 
-def _backdate(tree: Path, seconds: float = 60.0) -> None:
-    """Sets every file and folder under `tree` `seconds` into the past: the daemons poll
-    once (--file_system_poll_wait_seconds=0), and a version changed within the settle time
-    (1 s) at that poll is taken as still being written and never loaded."""
-    past = time.time() - seconds
-    for path in (tree, *tree.rglob("*")):
-        os.utime(path, (past, past))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args, a, b = parse_args(argv)
     modes = args.modes
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     procs.exit_on_sigterm()  # stopped by PID: still stop the daemons started
-    from servingd.tools.export_models import EXPORTERS
-
     models = sorted({model for model, _ in args.points})
 
     samples: dict[tuple[str, str, int, str], list[Sample]] = {}
@@ -210,9 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.ExitStack() as stack,
     ):
         work = Path(tmp)
-        for model in models:
-            EXPORTERS[model](work / model / "1")
-            _backdate(work / model)
+        model_dirs = run.export_edge_models(run.BENCH_OUT, models)
         bodies = run.write_bodies(work)
         edge = [model for model in models if model in EDGE_MODELS]
         for model in edge:
@@ -224,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bodies[f"rest-{model}-1"].write_bytes(bench_models.rest_request(bench_model))
         params = work / "batching.pbtxt"
         params.write_text(run.EDGE_BATCHING_PARAMETERS if edge else run.BATCHING_PARAMETERS)
-        config = run.model_config(work, {m: work / m for m in models}, {m: m for m in models})
+        config = run.model_config(work, model_dirs, {m: m for m in models})
         base = [f"--model_config_file={config}", "--file_system_poll_wait_seconds=0"]
         batching = ["--enable_batching", f"--batching_parameters_file={params}"]
         servers: dict[tuple[str, str], ServingdProcess] = {}

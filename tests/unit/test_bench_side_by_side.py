@@ -126,15 +126,3 @@ def test_tabular_is_loaded_through_classify_and_the_others_through_predict() -> 
     for model in ("mobilenet_v2", "mlp"):
         load = side_by_side.load_for(server, "grpc", model, Path("m.bin"), 8)  # type: ignore[arg-type]
         assert load.method == run.PREDICT
-
-
-def test_exported_models_are_backdated_past_the_settle_time(tmp_path: object) -> None:
-    import time
-    from pathlib import Path
-
-    tree = Path(str(tmp_path)) / "mlp"
-    (tree / "1" / "variables").mkdir(parents=True)
-    (tree / "1" / "saved_model.pb").write_bytes(b"x")
-    side_by_side._backdate(tree)
-    newest = max(p.stat().st_mtime for p in (tree, *tree.rglob("*")))
-    assert newest < time.time() - 30  # a daemon's single poll finds it settled
