@@ -723,7 +723,7 @@ def export_edge_models(
 def backdate(tree: Path, seconds: float = 60.0) -> None:
     """Sets every file and folder under `tree` `seconds` into the past: the bench's daemons
     poll once (--file_system_poll_wait_seconds=0), and a version changed within the settle
-    time (1 s) at that poll is taken as still being written and never loaded."""
+    time (1 s) at that poll is taken as still being written and loaded only once settled."""
     past = time.time() - seconds
     for path in (tree, *tree.rglob("*")):
         os.utime(path, (past, past))

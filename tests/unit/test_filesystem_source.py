@@ -17,6 +17,7 @@ from servingd.core.errors import Unknown
 from servingd.core.ids import ServableId
 from servingd.core.loader import Loader
 from servingd.core.source import AspiredVersion
+from servingd.sources import polling
 from servingd.sources.filesystem import FileSystemSource, SourceModelConfig
 from servingd.sources.version_policy import All, Latest, ServableVersionPolicy, Specific
 from tests.unit.fakes import WAIT_S, FakeLoader
@@ -363,6 +364,74 @@ def test_poll_wait_zero_polls_exactly_once(tmp_path: Path, make_source: MakeSour
     time.sleep(0.1)
     assert target.sent() == [("m", [1])]
     assert source._thread is None
+
+
+def test_poll_wait_zero_waits_for_a_version_still_being_written(
+    tmp_path: Path, make_source: MakeSource
+) -> None:
+    make_version(tmp_path, 1)
+    make_version(tmp_path, 2, old=False)  # written just before the only poll
+    source, target = make_source(
+        model("m", tmp_path), poll_wait_s=0, settle_s=0.2, clock=time.monotonic
+    )
+    assert target.sent()[0] == ("m", [1])
+    target.wait_for("m", [2])  # polled alone until it settled, then aspired
+    assert source._thread is not None
+    source._thread.join(WAIT_S)
+    assert not source._thread.is_alive()  # and then no more polls: poll wait 0
+    assert not source.awaiting_settle("m")
+    make_version(tmp_path, 3)
+    time.sleep(0.1)
+    assert target.sent()[-1] == ("m", [2])
+
+
+def test_poll_wait_zero_gives_up_on_a_version_that_never_settles(
+    tmp_path: Path,
+    make_source: MakeSource,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(polling, "SINGLE_POLL_SETTLE_LIMIT_S", 0.2)
+    make_version(tmp_path, 1, old=False)
+    source, target = make_source(
+        model("m", tmp_path), poll_wait_s=0, settle_s=60.0, clock=time.monotonic
+    )
+    assert source._thread is not None
+    source._thread.join(WAIT_S)
+    assert not source._thread.is_alive()
+    assert all(versions == [] for _, versions in target.sent())
+    assert "was still being written 0 s after the only poll" in caplog.text
+    assert not source.awaiting_settle("m")  # the daemon's READY stops waiting for it
+
+
+def test_poll_wait_zero_says_which_models_wait_for_a_version(
+    tmp_path: Path, make_source: MakeSource
+) -> None:
+    make_version(tmp_path / "a", 1, old=False)
+    make_version(tmp_path / "b", 1)
+    source, _ = make_source(
+        model("a", tmp_path / "a"),
+        model("b", tmp_path / "b"),
+        poll_wait_s=0,
+        settle_s=60.0,
+        clock=time.monotonic,
+    )
+    assert source.awaiting_settle("a")
+    assert not source.awaiting_settle("b")
+    assert not source.awaiting_settle("unknown")
+
+
+def test_poll_wait_zero_reload_waits_for_a_new_model_being_written(
+    tmp_path: Path, make_source: MakeSource
+) -> None:
+    make_version(tmp_path / "a", 1)
+    source, target = make_source(
+        model("a", tmp_path / "a"), poll_wait_s=0, settle_s=0.2, clock=time.monotonic
+    )
+    assert source._thread is None  # nothing was settling
+    make_version(tmp_path / "b", 1, old=False)
+    source.update_config([model("a", tmp_path / "a"), model("b", tmp_path / "b")])
+    target.wait_for("b", [1])
 
 
 def test_poll_wait_negative_never_polls(tmp_path: Path, make_source: MakeSource) -> None:

@@ -287,10 +287,11 @@ class ModelServer:
     def serving_or_failed(self, name: str) -> bool:
         """True when the model has a version AVAILABLE and none still on its first load
         attempt, or nothing left to wait for: every known version failed (or failed its
-        first attempt and waits to retry), no fallback is pending, or its base path cannot
-        be listed. A model whose versions are all still loading is not settled."""
+        first attempt and waits to retry), no fallback is pending, no version being written
+        is waited for (poll wait 0), or its base path cannot be listed. A model whose
+        versions are all still loading is not settled."""
         states = self.monitor.get_versions(name).values()
-        if self.source.fallback_pending(name):
+        if self.source.fallback_pending(name) or self.source.awaiting_settle(name):
             return False
         return not any(_first_attempt_running(s) for s in states)
 

@@ -19,8 +19,10 @@ Contract:
         start() returns; then, when `poll_wait_s` > 0, polls on a thread: local base paths
         every `poll_wait_s` seconds, remote ones each on its own schedule on worker threads
         (a slow store or a long download never delays another model). `poll_wait_s` == 0
-        polls exactly once; < 0 never polls (only explicit poll_once() calls do), as TF
-        Serving's --file_system_poll_wait_seconds.
+        polls once (as TF Serving's --file_system_poll_wait_seconds); a version still being
+        written at that poll is then polled alone until it settles and is loaded, for at
+        most SINGLE_POLL_SETTLE_LIMIT_S (TF Serving would have loaded it half-written).
+        < 0 never polls (only explicit poll_once() calls do).
     stop(timeout)
         Ends the poll thread. Sends nothing.
     poll_once()
@@ -30,7 +32,8 @@ Contract:
         on; removed models are sent an empty aspired list (the manager unloads them);
         models whose base_path or policy changed use the new ones from the next poll on.
         When the source was started and `poll_wait_s` >= 0, a poll runs at once, and every
-        model's aspired list is sent again (unchanged ones too: the manager ignores repeats).
+        model's aspired list is sent again (unchanged ones too: the manager ignores repeats);
+        with `poll_wait_s` == 0, versions still settling then are waited for as at start().
     errors() -> {model name: message}
         Models whose base path cannot be listed right now, or whose chosen version could
         not be fetched.
@@ -47,6 +50,8 @@ Contract:
         short thread (the event comes from a manager thread, which must not wait for a poll).
     fallback_pending(name) -> bool
         A failure of `name` was reported and its re-selection has not been sent yet.
+    awaiting_settle(name) -> bool
+        Poll wait 0: a version of `name` being written at the poll is still waited for.
 
 Which versions are aspired. On each poll, for each model: the numbered directories under
 `base_path` that are *ready* go through the model's version policy; the chosen ones are
@@ -106,6 +111,9 @@ LoaderFactory = Callable[[ServableId, str], Loader]
 
 # Remote stores: after n consecutive failed polls, wait min(interval * 2**n, this).
 MAX_BACKOFF_S = 300.0
+# Poll wait 0: how long versions still being written at the only poll are polled until
+# they settle (a slow copy of a large model); after it they are left out, with a warning.
+SINGLE_POLL_SETTLE_LIMIT_S = 600.0
 REMOTE_WORKERS = 16
 
 
@@ -215,6 +223,11 @@ class PollingSource:
         self._errors: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Poll wait 0: until when versions still settling are polled (under _poll_lock),
+        # and the models waited for until their settled version is sent (_models_lock).
+        self._settle_deadline: float | None = None
+        self._settle_loop_running = False
+        self._awaited: set[str] = set()
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_flight: set[str] = set()
         self._started = False
@@ -242,7 +255,7 @@ class PollingSource:
                 return
             self.poll_once()
             if self._poll_wait_s == 0:
-                self._warn_unsettled_at_single_poll()
+                self._wait_for_settling()
                 return
             self._thread = threading.Thread(
                 target=self._poll_loop, name="servingd-fs-source", daemon=True
@@ -291,6 +304,12 @@ class PollingSource:
     def fallback_pending(self, name: str) -> bool:
         with self._failure_lock:
             return name in self._fallback_pending
+
+    def awaiting_settle(self, name: str) -> bool:
+        """Poll wait 0: a version of `name` still being written at the poll is waited for
+        (true until the aspired list with it is sent)."""
+        with self._models_lock:
+            return name in self._awaited
 
     def _apply_failures(self) -> None:
         with self._failure_lock:
@@ -408,6 +427,8 @@ class PollingSource:
                     state.last_sent = None  # send again, even if unchanged
             if self._started and self._poll_wait_s >= 0:
                 self.poll_once()
+                if self._poll_wait_s == 0:
+                    self._wait_for_settling()
 
     # ----------------------------------------------------------------- polling
 
@@ -475,15 +496,74 @@ class PollingSource:
                 wait = min(wait, store.settle_s / 4)
         return max(0.005, wait)
 
-    def _warn_unsettled_at_single_poll(self) -> None:
-        for state in self._models.values():
+    def _settling_states(self) -> list[_ModelState]:
+        return [
+            s
+            for s in self._models.values()
+            if s.settling and self._store_for(s.config.base_path).settle_s > 0
+        ]
+
+    def _wait_for_settling(self) -> None:
+        """Poll wait 0, after the poll (under _poll_lock): versions still being written are
+        polled on a thread until they settle, from now for SINGLE_POLL_SETTLE_LIMIT_S."""
+        states = self._settling_states()
+        if not states:
+            return
+        self._settle_deadline = self._clock() + SINGLE_POLL_SETTLE_LIMIT_S
+        with self._models_lock:
+            self._awaited.update(s.config.name for s in states)
+        for state in states:
             for version, candidate in sorted(state.settling.items()):
-                logger.warning(
-                    "Model %s version %d (%s) was still being written at the only poll "
-                    "(poll wait 0): it will not be loaded",
+                logger.info(
+                    "Model %s version %d (%s) is still being written: waiting for it to "
+                    "settle before loading it (poll wait 0)",
                     state.config.name,
                     version,
                     candidate.location,
+                    extra=name_field(state.config.name),
+                )
+        if not self._settle_loop_running:  # else the running loop takes them on
+            self._settle_loop_running = True
+            self._thread = threading.Thread(
+                target=self._settle_loop, name="servingd-fs-settle", daemon=True
+            )
+            self._thread.start()
+
+    def _settle_loop(self) -> None:
+        while True:
+            with self._poll_lock:
+                settling = self._settling_states()
+                left = (self._settle_deadline or 0.0) - self._clock()
+                if settling and left <= 0:
+                    self._warn_unsettled(settling)
+                if not settling or left <= 0 or self._stop.is_set():
+                    self._settle_loop_running = False
+                    with self._models_lock:
+                        self._awaited.clear()
+                    return
+            wait = min(self._store_for(s.config.base_path).settle_s for s in settling) / 4
+            if self._stop.wait(max(0.005, min(wait, left))):
+                continue  # stopping: ends above
+            with self._poll_lock:
+                for state in settling:
+                    name = state.config.name
+                    if self._models.get(name) is state:
+                        self._poll_guarded(state)  # sends the version once it settled
+                    if self._models.get(name) is not state or not state.settling:
+                        with self._models_lock:
+                            self._awaited.discard(name)
+
+    def _warn_unsettled(self, states: Sequence[_ModelState]) -> None:
+        for state in states:
+            for version, candidate in sorted(state.settling.items()):
+                logger.warning(
+                    "Model %s version %d (%s) was still being written %.0f s after the only "
+                    "poll (poll wait 0): it will not be loaded",
+                    state.config.name,
+                    version,
+                    candidate.location,
+                    SINGLE_POLL_SETTLE_LIMIT_S,
+                    extra=name_field(state.config.name),
                 )
 
     def _poll_model(self, state: _ModelState) -> None:
