@@ -568,8 +568,19 @@ def canned_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]
     return [Load(label, clients, bodies["grpc-mlp-1"], grpc=server.grpc_target)]
 
 
+def round_trip_loads(server: ServingdProcess, requests: dict[str, Path]) -> list[Load]:
+    """servingd answering once a request's work up to its run is done: each model's own
+    request at 1 client, the floor of its p50 target."""
+    return [
+        Load(f"gRPC {m}", 1, requests[f"grpc-{m}"], grpc=server.grpc_target, method=model.method)
+        for m, model in bench_models.MODELS.items()
+    ]
+
+
 # servingd with PredictionService.Predict answering a canned reply (see targets.CANNED).
 CANNED_COMMAND = (PY, "-m", "tests.bench.ablation", "serve", "canned", "--")
+# servingd answering after the work up to the run (see targets.ROUND_TRIP).
+ROUND_TRIP_COMMAND = (PY, "-m", "tests.bench.ablation", "serve", "bridge", "--")
 
 
 def model_config(work: Path, models: dict[str, Path], names: dict[str, str]) -> Path:
@@ -604,9 +615,7 @@ def start_servingd(
     return Server(name, server.proc.pid, loads(server), metrics_url), server.stop
 
 
-def start_echo(
-    bodies: dict[str, Path], requests: dict[str, Path]
-) -> tuple[Server, Callable[[], None]]:
+def start_echo(bodies: dict[str, Path]) -> tuple[Server, Callable[[], None]]:
     port = free_port()
     proc = subprocess.Popen([PY, "-m", "tests.bench.echo_server", f"--port={port}"], cwd=ROOT)
     try:
@@ -614,21 +623,14 @@ def start_echo(
     except BaseException:
         procs.stop(proc)
         raise
-    loads = echo_loads(f"127.0.0.1:{port}", bodies, requests)
+    loads = echo_loads(f"127.0.0.1:{port}", bodies)
     return Server("echo", proc.pid, loads), lambda: procs.stop(proc)
 
 
-def echo_loads(target: str, bodies: dict[str, Path], requests: dict[str, Path]) -> list[Load]:
-    """The transport ceiling's load points: the diagnostic's, and each model's own request
-    at 1 client, the p50 floor of its latency target (receiving MobileNetV2's 588 KiB is
-    part of any server's answer to it)."""
+def echo_loads(target: str, bodies: dict[str, Path]) -> list[Load]:
+    """The transport ceiling's load point: the diagnostic's."""
     _, label, clients = targets.CEILING_POINT
-    loads = [Load(label, clients, bodies["grpc-mlp-1"], grpc=target)]
-    loads += [
-        Load(f"gRPC {model}", 1, requests[f"grpc-{model}"], grpc=target, method=m.method)
-        for model, m in bench_models.MODELS.items()
-    ]
-    return loads
+    return [Load(label, clients, bodies["grpc-mlp-1"], grpc=target)]
 
 
 def start_nghttpd(work: Path) -> tuple[Server, Callable[[], None]]:
@@ -862,32 +864,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted("load generator ceiling") and not args.quick:
             starters.append(("load generator ceiling", lambda: start_nghttpd(work)))
         if wanted(targets.CEILING):
-            starters.append((targets.CEILING, lambda: start_echo(bodies, requests)))
+            starters.append((targets.CEILING, lambda: start_echo(bodies)))
         # The canned daemon answers before any model: it loads only half_plus_two.
         small = model_config(work, models, {"half_plus_two": "half_plus_two"})
-        for name, flags, loads, command in (
+        for name, flags, loads, command, sent in (
             (
                 targets.CANNED,
                 (f"--model_config_file={small}", *common, *batching),
                 canned_loads,
                 CANNED_COMMAND,
+                bodies,
+            ),
+            (
+                targets.ROUND_TRIP,
+                (f"--model_config_file={config}", *common),
+                round_trip_loads,
+                ROUND_TRIP_COMMAND,
+                requests,
             ),
             (
                 targets.OFF,
                 (f"--model_config_file={config}", *common),
                 edge_loads(targets.OFF),
                 None,
+                requests,
             ),
             (
                 targets.ON,
                 (f"--model_config_file={config}", *common, *batching),
                 edge_loads(targets.ON),
                 None,
+                requests,
             ),
         ):
             if not wanted(name):
                 continue
-            sent = bodies if command is not None else requests
 
             def start(
                 flags: Sequence[str] = flags,
@@ -897,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sent: dict[str, Path] = sent,
             ) -> Any:
                 server, stop = start_servingd(flags, lambda s: loads(s, sent), name, command)
-                if command is None:  # the canned reply runs no model
+                if command is None:  # the patched daemons answer without running a model
                     check_reply(server.loads[0].grpc or "")
                 return server, stop
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.bench import report, targets
-from tests.bench.targets import CANNED, CEILING, IN_PROCESS, OFF, ON, Target
+from tests.bench.targets import CANNED, CEILING, IN_PROCESS, OFF, ON, ROUND_TRIP, Target
 
 
 def point(scenario: str, load: str, clients: int, rps: float, p50: float = 1.0) -> dict[str, Any]:
@@ -82,6 +82,8 @@ def test_every_target_names_the_benchs_scenarios() -> None:
         t.second[0] for t in targets.all_targets()
     }
     assert scenarios == {ON, OFF, CANNED, CEILING, IN_PROCESS, targets.MLSERVER}
+    bounds = {b.over[0] for t in targets.all_targets() for b in (t.bound, t.model_bound) if b}
+    assert bounds == {CANNED, ROUND_TRIP, IN_PROCESS}
 
 
 def test_the_retired_targets_are_gone_and_the_canned_reply_is_a_diagnostic() -> None:
@@ -111,7 +113,8 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
         for scenario in (ON, OFF)
     }
     runs[CANNED] = {(load.label, load.clients) for load in run.canned_loads(server, bodies)}  # type: ignore[arg-type]
-    runs[CEILING] = {(load.label, load.clients) for load in run.echo_loads("", bodies, bodies)}
+    runs[CEILING] = {(load.label, load.clients) for load in run.echo_loads("", bodies)}
+    runs[ROUND_TRIP] = {(load.label, load.clients) for load in run.round_trip_loads(server, bodies)}  # type: ignore[arg-type]
     formed = [
         point(ON, f"gRPC {m}", c, 100) | {"rows_per_batch": 7.6}
         for m in ("mobilenet_v2", "text_encoder", "tabular")
@@ -149,14 +152,14 @@ def test_an_in_process_point_at_the_formed_batch_takes_the_served_points_batch()
 def test_a_bound_says_whether_this_box_allows_the_goal_at_all() -> None:
     p50 = next(t for t in targets.all_targets() if t.first == (OFF, "gRPC half_plus_two", 1))
     results = [
-        point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.7),
+        point(ROUND_TRIP, "gRPC half_plus_two", 1, 1500, p50=0.7),
         point(OFF, "gRPC half_plus_two", 1, 900, p50=1.1),
         point(IN_PROCESS, "half_plus_two batch 1", 1, 20000, p50=0.05),
     ]
     [excess] = targets.evaluate([p50], results, {})
     assert excess["value"] == pytest.approx(1.05)
     assert excess["bound"] == 0.7 and excess["reachable"] is False
-    results[0] = point(CEILING, "gRPC half_plus_two", 1, 1500, p50=0.4)
+    results[0] = point(ROUND_TRIP, "gRPC half_plus_two", 1, 1500, p50=0.4)
     [excess] = targets.evaluate([p50], results, {})
     assert excess["bound"] == 0.4 and excess["reachable"] is True
 
