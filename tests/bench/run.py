@@ -432,8 +432,8 @@ def front_end_pairs(
     """Each FRONT_END bound's (alone, beside) in-process pairs, `args.pairs` of them, the
     order alternating: the model at the formed batch alone, and while the canned daemon
     answers the model's own requests at the goal's rate (see tests/bench/targets.py). A
-    target whose rate is over what the canned daemon answered at full load is left out:
-    the canned bound already rules it out."""
+    target whose rate is over what the canned daemon answered at full load, or that a bound
+    from the table already puts out of reach, is left out."""
     canned = servers.get(targets.CANNED)
     served = servers.get(targets.ON)
     canned_point = targets.find(results, targets.CANNED_POINT)
@@ -445,10 +445,13 @@ def front_end_pairs(
         rate = None if target is None else targets.front_end_rate(target, results)
         if target is None or rate is None or rate > canned_point["throughput_rps"]:
             continue
+        if target.met(target.best_possible(results)) is False:
+            continue  # already out of reach by a bound from the table
         load = find_load(served, *target.first[1:])
-        if load is None:
+        limit = target.front_end_limit
+        if load is None or limit is None:
             continue
-        in_process = target.second[1]
+        in_process = limit[1]
         log.info("front-end bound: %s, canned replies at %.0f req/s", target.name, rate)
         alone = functools.partial(inprocess_point, workers, in_process, args)
         beside = functools.partial(

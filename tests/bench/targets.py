@@ -40,7 +40,11 @@ for (the goal times the in-process rows/s), over its rows/s alone, the median of
 back-to-back pairs. The canned reply is the least any servingd request costs (receiving and
 parsing it, admission, the answer), and on a small box that work takes cores the model's
 threads would use: if the model alone cannot keep the goal's pace beside it, no servingd
-can serve it at that pace on this box.
+can serve it at that pace on this box. Batching on / off gets the same measurement at the
+rate its goal asks (the goal times batching off's rows/s): batching on cannot serve more
+than the model's in-process pace at the formed batch beside that stream, so its bound is
+the model bound times the pace kept beside it. A target a bound from the table already
+puts out of reach is not measured this way.
 """
 
 from __future__ import annotations
@@ -127,6 +131,14 @@ class Target:
     model_bound: Bound | None = None
     # Also bounded by its in-process point beside the front end's work (FRONT_END).
     front_end_bound: bool = False
+
+    @property
+    def front_end_limit(self) -> PointKey | None:
+        """The in-process point a FRONT_END bound measures beside the canned replies: the
+        second point where that is the limit, else the model bound's (batching on / off)."""
+        if self.second[0] == IN_PROCESS:
+            return self.second
+        return self.model_bound.over if self.model_bound is not None else None
 
     @property
     def goal_text(self) -> str:
@@ -223,6 +235,7 @@ def all_targets() -> list[Target]:
                 (IN_PROCESS, AT_FORMED_BATCH.replace("{model}", model), 1),
                 (OFF, f"gRPC {model}", 32),
             ),
+            front_end_bound=True,
         )
         for model in BATCHED_MODELS
     ]
@@ -276,12 +289,28 @@ def find(results: Sequence[Point], key: PointKey) -> Point | None:
 
 def front_end_rate(target: Target, results: Sequence[Point]) -> float | None:
     """The request rate a FRONT_END measurement runs the canned daemon at: the rate the
-    target's goal asks for (None: the target has no such bound, or no in-process point)."""
+    target's goal asks of its first point (the goal times the second point's rows/s; None:
+    the target has no such bound, or that point is missing)."""
     if not target.front_end_bound or target.goal is None:
         return None
-    limit = find(results, target.second)
-    rows = rows_per_s(limit) if limit else None
+    second = find(results, target.second)
+    rows = rows_per_s(second) if second else None
     return target.goal * rows if rows else None
+
+
+def front_end_scale(target: Target, results: Sequence[Point]) -> float | None:
+    """What turns a FRONT_END ratio (the limit's pace beside over alone) into a bound on
+    the target: 1 where the limit is the second point; for batching on / off, the limit's
+    rows/s over batching off's (the model bound), since on cannot outrun the limit slowed
+    by the front end."""
+    limit_key = target.front_end_limit
+    if limit_key is None:
+        return None
+    if limit_key == target.second:
+        return 1.0
+    limit, second = find(results, limit_key), find(results, target.second)
+    a, b = (rows_per_s(limit) if limit else None), (rows_per_s(second) if second else None)
+    return a / b if a and b else None
 
 
 def front_end_value(pairs: Sequence[tuple[Point, Point]]) -> float | None:
@@ -311,6 +340,8 @@ def evaluate(
         value = float(np.median(values)) if values else from_medians
         bound = target.best_possible(results)
         beside = front_end_value((front_end or {}).get(target.name, ()))
+        scale = front_end_scale(target, results)
+        beside = None if beside is None or scale is None else beside * scale
         if beside is not None:
             bound = beside if bound is None else min(bound, beside)
         out.append(

@@ -245,16 +245,52 @@ def test_the_front_end_bound_is_the_models_pace_beside_canned_replies_at_the_goa
     assert goal["bound"] == pytest.approx(2000 / 800) and goal["reachable"] is True
 
 
-def test_only_served_over_in_process_targets_get_a_front_end_bound() -> None:
+def test_served_over_in_process_and_on_off_targets_get_a_front_end_bound() -> None:
     results = [point(IN_PROCESS, "mlp batch 1", 1, 100) | {"rows_per_s": 100.0}]
     assert targets.front_end_rate(P50, results) is None
-    bounded = {t.name for t in targets.all_targets() if t.front_end_bound}
-    assert len(bounded) == 5  # MobileNetV2 and text encoder at 8 and 32 clients, tabular
-    assert all(
-        t.second[0] == IN_PROCESS and t.first[0] == ON
-        for t in targets.all_targets()
-        if t.name in bounded
+    bounded = [t for t in targets.all_targets() if t.front_end_bound]
+    # MobileNetV2 and text encoder at 8 and 32 clients, tabular; on / off for the two.
+    assert len(bounded) == 7
+    for t in bounded:
+        assert t.first[0] == ON and t.second[0] in (IN_PROCESS, OFF), t.name
+        limit = t.front_end_limit
+        assert limit is not None and limit[0] == IN_PROCESS, t.name
+
+
+def test_batching_on_off_is_bounded_by_the_limit_slowed_by_the_front_end() -> None:
+    """The text encoder serves 420 req/s with batching off and runs 900 rows/s in-process
+    at its formed batch (model bound 900 / 420 = 2.14). Beside canned replies at the rate
+    1.5 x off asks (630 req/s) it keeps 0.75 of its pace: batching on cannot pass
+    0.75 x 900 = 675 rows/s, so on / off is bounded by 1.61, reachable; keeping 0.6, it
+    is bounded by 1.29, out of reach."""
+    target = next(t for t in targets.all_targets() if t.first == (ON, "gRPC text_encoder", 32))
+    target = next(
+        t for t in targets.all_targets() if t.first == target.first and t.second[0] == OFF
     )
+    results = [
+        point(ON, "gRPC text_encoder", 32, 560) | {"rows_per_batch": 16.0},
+        point(OFF, "gRPC text_encoder", 32, 420),
+        point(IN_PROCESS, "text_encoder batch 16", 1, 56) | {"rows_per_s": 900.0},
+        point(CANNED, "gRPC mlp", 32, 3000),
+    ]
+    resolved = target.resolve(results)
+    assert resolved is not None and resolved.front_end_limit == (
+        IN_PROCESS,
+        "text_encoder batch 16",
+        1,
+    )
+    assert targets.front_end_rate(resolved, results) == pytest.approx(630)
+
+    def beside(kept: float) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        alone = point(IN_PROCESS, "text_encoder batch 16", 1, 0) | {"rows_per_s": 900.0}
+        near = point(targets.FRONT_END, "text_encoder batch 16", 1, 0)
+        return {target.name: [(alone, near | {"rows_per_s": 900.0 * kept})]}
+
+    [goal] = targets.evaluate([target], results, {}, beside(0.75))
+    assert goal["bound"] == pytest.approx(675 / 420) and goal["reachable"] is True
+    [goal] = targets.evaluate([target], results, {}, beside(0.6))
+    assert goal["bound"] == pytest.approx(0.6 * 900 / 420) and goal["reachable"] is False
+    assert "(front end, goal out of reach)" in report.goals_table([goal])
 
 
 def test_an_in_process_batch_no_round_measured_is_measured_once_after_the_rounds() -> None:
