@@ -23,9 +23,12 @@ own gRPC server, services and admission wrapper; only the handler body differs:
 
 The differences between neighbouring rows are what each layer costs on the loop thread
 (the last two are alternatives to `full`, not layers on it);
-`canned` against the transport ceiling is what the daemon's server costs (`make bench`
-runs it as its own scenario, "servingd, canned reply", the bound of the batching targets).
-Not part of `make bench` (two minutes more, and only about servingd's own structure).
+`canned` against the transport ceiling is what the daemon's server costs. `make bench` runs
+two steps as scenarios of its own: `canned` ("servingd, canned reply", the bound of the
+batching targets) and `bridge` with batching off on every bench model ("servingd, up to the
+run", the floor of the p50 targets; for Classify, `bridge` looks the version up, waits the
+same way and answers a fixed classification). The whole ablation is not part of make bench
+(two minutes more, and only about servingd's own structure).
 """
 
 from __future__ import annotations

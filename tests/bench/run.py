@@ -98,8 +98,8 @@ FEATURES = {"mlp": 784, "half_plus_two": 1, "wide_mlp": 784}
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 PROCESSED_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
-# The TF Lite section: about 50 s for its three daemons.
-TFLITE_SECONDS = 6.0
+# The TF Lite section: about 30 s for its three daemons.
+TFLITE_SECONDS = 4.0
 TFLITE_INTERPRETERS = 2
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
