@@ -1,7 +1,8 @@
 """The limit: a SavedModel run in-process, no server, with servingd's own loader.
 
     python -m tests.bench.inprocess --model-dir DIR --model mobilenet_v2 --batch 8 \
-        --duration 3 [--allocator none|keep_freed_heap|tensors_from_malloc|both|daemon]
+        --duration 3 [--callers 1] \
+        [--allocator none|keep_freed_heap|tensors_from_malloc|both|daemon]
 
 Loads the version with servingd's SavedModelLoader (one Session, a cached C++ callable) and
 calls it in a loop on one thread with `--batch` rows per call (tests/bench/models.py says
@@ -9,9 +10,11 @@ what a row is; tabular runs as a batched Classify runs, plan_classify). Half the
 time the ops run in the calling thread (`in_caller_thread`, as servingd's short batched
 runs), half through TensorFlow's inter-op threads (as its longer runs); the faster half is
 the limit reported, the other beside it. With `--serve` the model stays loaded and each
-line "BATCH DURATION WARMUP [MODE]" read from stdin is one such measurement (make bench's
-in-process points, without a process start and a model load each); MODE `caller` or `pool`
-measures only that way, for the whole duration (`both`, the default: as above). `--allocator` makes
+line "BATCH DURATION WARMUP [MODE [CALLERS]]" read from stdin is one such measurement
+(make bench's in-process points, without a process start and a model load each); MODE
+`caller` or `pool` measures only that way, for the whole duration (`both`, the default: as
+above); CALLERS threads call at once (default 1: one call at a time), as concurrent requests
+run with batching off. `--allocator` makes
 heap_reuse's process-wide settings first (default none: the limit has no setting that
 could slow it; `daemon`: what the daemon makes). Prints one JSON object: calls/s, rows/s,
 per-call latency (ms).
@@ -24,6 +27,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,14 +75,26 @@ def caller(servable: SavedModelServable, model: str, batch: int) -> Callable[[bo
     return lambda inline: servable.run(signature, inputs, in_caller_thread=inline)
 
 
-def timed(call: Callable[[bool], Any], inline: bool, seconds: float) -> dict[str, Any]:
+def timed(calls: Sequence[Callable[[bool], Any]], inline: bool, seconds: float) -> dict[str, Any]:
+    """Each of `calls` called in a loop on its own thread (one: on this thread)."""
     latencies: list[float] = []
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
     stop = start + seconds
-    while (t0 := time.monotonic()) < stop:
-        call(inline)
-        latencies.append(time.monotonic() - t0)
+
+    def loop(call: Callable[[bool], Any]) -> None:
+        while (t0 := time.monotonic()) < stop:
+            call(inline)
+            latencies.append(time.monotonic() - t0)  # list.append is atomic
+
+    if len(calls) == 1:
+        loop(calls[0])
+    else:
+        threads = [threading.Thread(target=loop, args=(call,)) for call in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     elapsed = time.monotonic() - start
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     lat = np.array(latencies) * 1000
@@ -97,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model-dir", required=True, help="a version directory")
     p.add_argument("--model", required=True, choices=sorted(EVERY_MODEL))
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--callers", type=int, default=1, help="threads calling at once")
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--allocator", choices=ALLOCATORS, default="none")
@@ -110,14 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write('{"ready": true}\n')
         sys.stdout.flush()
         for line in sys.stdin:
-            batch, duration, warmup, *mode = line.split()
+            batch, duration, warmup, *rest = line.split()
+            mode, callers = (rest + ["both", "1"][len(rest) :])[:2]
             result = measure(
-                servable, args.model, int(batch), float(duration), float(warmup), *mode
-            )
+                servable, args.model, int(batch), float(duration), float(warmup), mode,
+                int(callers),
+            )  # fmt: skip
             sys.stdout.write(json.dumps({**result, "allocator": args.allocator}) + "\n")
             sys.stdout.flush()
     else:
-        result = measure(servable, args.model, args.batch, args.duration, args.warmup)
+        result = measure(
+            servable, args.model, args.batch, args.duration, args.warmup, callers=args.callers
+        )
         sys.stdout.write(json.dumps({**result, "allocator": args.allocator}) + "\n")
     loader.unload()
     return 0
@@ -133,18 +154,19 @@ def measure(
     duration: float,
     warmup: float,
     mode: str = "both",
+    callers: int = 1,
 ) -> dict[str, Any]:
     """Both ways of running `batch` rows for duration / 2 each, the faster one's figures
-    (`mode` "both"); or one way (MODES) for the whole duration."""
-    call = caller(servable, model, batch)
+    (`mode` "both"); or one way (MODES) for the whole duration; `callers` at once."""
+    calls = [caller(servable, model, batch) for _ in range(callers)]
     if mode != "both":
         inline = MODES[mode]
-        timed(call, inline, warmup)
-        one = timed(call, inline, duration)
+        timed(calls, inline, warmup)
+        one = timed(calls, inline, duration)
         return {**one, "batch": batch, "rows_per_s": one["throughput_rps"] * batch}
     for inline in (True, False):
-        timed(call, inline, warmup / 2)
-    halves = [timed(call, inline, duration / 2) for inline in (True, False)]
+        timed(calls, inline, warmup / 2)
+    halves = [timed(calls, inline, duration / 2) for inline in (True, False)]
     best = max(halves, key=lambda h: h["throughput_rps"])
     other = halves[1 - halves.index(best)]
     return {

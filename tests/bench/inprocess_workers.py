@@ -36,8 +36,9 @@ class InProcessWorkers:
         self._models = models
         self._allocator = allocator
         self._procs: dict[str, subprocess.Popen[str]] = {}
-        # (model, batch) -> the faster way found by its first point ("caller" or "pool").
-        self._modes: dict[tuple[str, int], str] = {}
+        # (model, batch, callers) -> the faster way found by its first point ("caller" or
+        # "pool").
+        self._modes: dict[tuple[str, int, int], str] = {}
 
     def start(self) -> None:
         self.launch()
@@ -82,20 +83,23 @@ class InProcessWorkers:
     def pids(self) -> dict[str, int]:
         return {f"in-process {name}": proc.pid for name, proc in self._procs.items()}
 
-    def point(self, model: str, batch: int, duration: float, warmup: float) -> dict[str, Any]:
-        """`model` at `batch` rows per call, as a load point of the results table."""
+    def point(
+        self, model: str, batch: int, duration: float, warmup: float, callers: int = 1
+    ) -> dict[str, Any]:
+        """`model` at `batch` rows per call, `callers` calling at once, as a load point of
+        the results table (targets.in_process_label)."""
         proc = self._procs[model]
         assert proc.stdin is not None
-        mode = self._modes.get((model, batch), "both")
-        proc.stdin.write(f"{batch} {duration} {warmup} {mode}\n")
+        mode = self._modes.get((model, batch, callers), "both")
+        proc.stdin.write(f"{batch} {duration} {warmup} {mode} {callers}\n")
         proc.stdin.flush()
         r = self._reply(model)
         chosen = "caller" if r["in_caller_thread"] else "pool"
-        self._modes.setdefault((model, batch), chosen)
+        self._modes.setdefault((model, batch, callers), chosen)
+        label = targets.in_process_label(model, batch, callers)
         log.info(
-            "in-process %s batch %d: %.1f rows/s, p50 %.3f ms (%s%s)",
-            model,
-            batch,
+            "in-process %s: %.1f rows/s, p50 %.3f ms (%s%s)",
+            label,
             r["rows_per_s"],
             r["latency_ms"]["p50"],
             chosen,
@@ -103,7 +107,7 @@ class InProcessWorkers:
         )
         return {
             "scenario": targets.IN_PROCESS,
-            "load": f"{model} batch {batch}",
+            "load": label,
             "clients": 1,
             "throughput_rps": r["throughput_rps"],
             "rows_per_s": r["rows_per_s"],

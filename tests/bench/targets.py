@@ -33,6 +33,10 @@ is at most that rate over batching off's; the tighter of the two is reported. A 
 keeps both cores busy at batch 1 (MobileNetV2 here) gains little from larger batches,
 whatever servingd does.
 
+servingd / MLServer (batching off on both, 8 clients) is bounded by the model too:
+servingd cannot answer 8 clients' one-row requests faster than the model runs in-process
+with 8 threads calling it at batch 1, so the ratio is at most that rate over MLServer's.
+
 A served model over its in-process limit has a third bound, measured rather than taken
 from the table (`FRONT_END`): the model's in-process rows/s at the formed batch while
 servingd's canned-reply daemon answers the model's own requests at the rate the goal asks
@@ -80,6 +84,20 @@ FRONT_END = "in-process, beside canned replies at the goal's rate"
 BATCHED_MODELS = ("mobilenet_v2", "text_encoder")
 # Every model of the bench (tests/bench/models.py): the p50 target's.
 ALL_MODELS = ("mobilenet_v2", "text_encoder", "tabular", "jpeg_classifier", "half_plus_two")
+
+
+def in_process_label(model: str, batch: int, callers: int = 1) -> str:
+    """An in-process point's load label: `model` at `batch` rows per call, `callers` calling
+    at once (parse_in_process_label reads it back)."""
+    label = f"{model} batch {batch}"
+    return label if callers == 1 else f"{label}, {callers} callers"
+
+
+def parse_in_process_label(label: str) -> tuple[str, int, int]:
+    """(model, batch, callers) of an in_process_label."""
+    head, _, callers = label.partition(", ")
+    model, _, batch = head.rpartition(" batch ")
+    return model, int(batch), int(callers.removesuffix(" callers")) if callers else 1
 
 
 def rows_per_s(point: Point) -> float | None:
@@ -266,6 +284,9 @@ def all_targets() -> list[Target]:
             (OFF, f"gRPC {model}", 8),
             (MLSERVER, f"gRPC {model}", 8),
             2.0,
+            bound=Bound(
+                (IN_PROCESS, in_process_label(model, 1, 8), 1), (MLSERVER, f"gRPC {model}", 8)
+            ),
         )
         for model in BATCHED_MODELS
     ]

@@ -120,7 +120,8 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
         for m in ("mobilenet_v2", "text_encoder", "tabular")
         for c in (8, 32)
     ]
-    in_process = set(run.inprocess_labels(formed))
+    mlserver = [point(targets.MLSERVER, f"gRPC {m}", 8, 50) for m in targets.BATCHED_MODELS]
+    in_process = set(run.inprocess_labels(formed)) | set(run.bound_inprocess_labels(mlserver))
     checked = 0
     for unresolved in targets.all_targets():
         target = unresolved.resolve(formed)
@@ -133,7 +134,7 @@ def test_every_servingd_and_in_process_point_of_a_target_is_one_the_bench_runs()
             elif scenario == IN_PROCESS:
                 assert label in in_process, target.name
                 checked += 1
-    assert checked == 44
+    assert checked == 46
 
 
 def test_an_in_process_point_at_the_formed_batch_takes_the_served_points_batch() -> None:
@@ -300,12 +301,14 @@ def test_an_in_process_batch_no_round_measured_is_measured_once_after_the_rounds
 
     from tests.bench import run
 
-    asked: list[tuple[str, int]] = []
+    asked: list[tuple[str, int, int]] = []
 
     class Workers:
-        def point(self, model: str, batch: int, duration: float, warmup: float) -> dict[str, Any]:
-            asked.append((model, batch))
-            label = f"{model} batch {batch}"
+        def point(
+            self, model: str, batch: int, duration: float, warmup: float, callers: int = 1
+        ) -> dict[str, Any]:
+            asked.append((model, batch, callers))
+            label = targets.in_process_label(model, batch, callers)
             return point(IN_PROCESS, label, 1, 100) | {"rows_per_s": 500.0, "errors": {}}
 
     results = [
@@ -315,6 +318,36 @@ def test_an_in_process_batch_no_round_measured_is_measured_once_after_the_rounds
     ] + [point(IN_PROCESS, f"{m} batch 1", 1, 100) for m in targets.ALL_MODELS]
     args = SimpleNamespace(duration=2.0, warmup=0.5)
     added = run.missing_inprocess_points(Workers(), results, args)  # type: ignore[arg-type]
-    assert asked == [("text_encoder", 5)]
+    assert asked == [("text_encoder", 5, 1)]
     assert [p["load"] for p in added] == ["text_encoder batch 5"]
     assert added[0]["rows_per_s"] == 500.0
+    # With MLServer in the run, its bound's point too: 8 callers at batch 1, once.
+    asked.clear()
+    results += [point(targets.MLSERVER, "gRPC text_encoder", 8, 300), *added]
+    added = run.missing_inprocess_points(Workers(), results, args)  # type: ignore[arg-type]
+    assert asked == [("text_encoder", 1, 8)]
+    assert [p["load"] for p in added] == ["text_encoder batch 1, 8 callers"]
+
+
+def test_in_process_labels_name_the_batch_and_the_callers() -> None:
+    assert targets.in_process_label("mobilenet_v2", 16) == "mobilenet_v2 batch 16"
+    assert targets.in_process_label("text_encoder", 1, 8) == "text_encoder batch 1, 8 callers"
+    for model, batch, callers in (("mobilenet_v2", 16, 1), ("text_encoder", 1, 8)):
+        label = targets.in_process_label(model, batch, callers)
+        assert targets.parse_in_process_label(label) == (model, batch, callers)
+
+
+def test_servingd_over_mlserver_is_bounded_by_the_model_run_by_8_callers() -> None:
+    """servingd's batching off at 8 clients cannot outrun the model called by 8 threads at
+    once: with that at 500 rows/s and MLServer at 300, 2.0 is out of reach."""
+    target = next(
+        t for t in targets.all_targets() if t.second == (targets.MLSERVER, "gRPC text_encoder", 8)
+    )
+    results = [
+        point(OFF, "gRPC text_encoder", 8, 480),
+        point(targets.MLSERVER, "gRPC text_encoder", 8, 300),
+        point(IN_PROCESS, "text_encoder batch 1, 8 callers", 1, 500) | {"rows_per_s": 500.0},
+    ]
+    [goal] = targets.evaluate([target], results, {})
+    assert goal["value"] == pytest.approx(1.6)
+    assert goal["bound"] == pytest.approx(500 / 300) and goal["reachable"] is False
