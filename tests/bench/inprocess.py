@@ -1,7 +1,7 @@
 """The limit: a SavedModel run in-process, no server, with servingd's own loader.
 
     python -m tests.bench.inprocess --model-dir DIR --model mobilenet_v2 --batch 8 \
-        --duration 3 [--callers 1] \
+        --duration 3 [--callers 1] [--intra-op 0] \
         [--allocator none|keep_freed_heap|tensors_from_malloc|both|daemon]
 
 Loads the version with servingd's SavedModelLoader (one Session, a cached C++ callable) and
@@ -37,6 +37,7 @@ import numpy as np
 from servingd.core.ids import ServableId
 from servingd.daemon import heap_reuse
 from servingd.servables.saved_model import SavedModelLoader, SavedModelServable
+from servingd.servables.session_options import SessionOptions
 from tests.bench.models import EVERY_MODEL
 
 ALLOCATORS = ("none", "keep_freed_heap", "tensors_from_malloc", "both", "daemon")
@@ -114,13 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", required=True, choices=sorted(EVERY_MODEL))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--callers", type=int, default=1, help="threads calling at once")
+    p.add_argument(
+        "--intra-op",
+        type=int,
+        default=0,
+        help="TensorFlow's intra-op threads (0: its default), as the daemon's "
+        "--tensorflow_intra_op_parallelism",
+    )
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--allocator", choices=ALLOCATORS, default="none")
     p.add_argument("--serve", action="store_true", help="measure per stdin line (see above)")
     args = p.parse_args(argv)
     make_allocator_settings(args.allocator)
-    loader = SavedModelLoader(ServableId("bench", 1), args.model_dir)
+    options = SessionOptions(intra_op_parallelism=args.intra_op)
+    loader = SavedModelLoader(ServableId("bench", 1), args.model_dir, options)
     loader.load()
     servable = loader.servable()
     if args.serve:
