@@ -512,16 +512,11 @@ class PollingSource:
         self._settle_deadline = self._clock() + SINGLE_POLL_SETTLE_LIMIT_S
         with self._models_lock:
             self._awaited.update(s.config.name for s in states)
-        for state in states:
-            for version, candidate in sorted(state.settling.items()):
-                logger.info(
-                    "Model %s version %d (%s) is still being written: waiting for it to "
-                    "settle before loading it (poll wait 0)",
-                    state.config.name,
-                    version,
-                    candidate.location,
-                    extra=name_field(state.config.name),
-                )
+        self._log_settling(
+            states,
+            logging.INFO,
+            "is still being written: waiting for it to settle before loading it (poll wait 0)",
+        )
         if not self._settle_loop_running:  # else the running loop takes them on
             self._settle_loop_running = True
             self._thread = threading.Thread(
@@ -535,7 +530,12 @@ class PollingSource:
                 settling = self._settling_states()
                 left = (self._settle_deadline or 0.0) - self._clock()
                 if settling and left <= 0:
-                    self._warn_unsettled(settling)
+                    self._log_settling(
+                        settling,
+                        logging.WARNING,
+                        f"was still being written {SINGLE_POLL_SETTLE_LIMIT_S:.0f} s after the "
+                        "only poll (poll wait 0): it will not be loaded",
+                    )
                 if not settling or left <= 0 or self._stop.is_set():
                     self._settle_loop_running = False
                     with self._models_lock:
@@ -553,16 +553,17 @@ class PollingSource:
                         with self._models_lock:
                             self._awaited.discard(name)
 
-    def _warn_unsettled(self, states: Sequence[_ModelState]) -> None:
+    @staticmethod
+    def _log_settling(states: Sequence[_ModelState], level: int, what: str) -> None:
         for state in states:
             for version, candidate in sorted(state.settling.items()):
-                logger.warning(
-                    "Model %s version %d (%s) was still being written %.0f s after the only "
-                    "poll (poll wait 0): it will not be loaded",
+                logger.log(
+                    level,
+                    "Model %s version %d (%s) %s",
                     state.config.name,
                     version,
                     candidate.location,
-                    SINGLE_POLL_SETTLE_LIMIT_S,
+                    what,
                     extra=name_field(state.config.name),
                 )
 
