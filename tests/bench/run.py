@@ -11,10 +11,12 @@ Servers (each its own process, started and stopped by PID, on 127.0.0.1 only):
 - the diagnostic's two: a bare grpc.aio server returning a canned reply (the transport
   ceiling, tests/bench/echo_server.py) and servingd whose Predict returns a canned reply
   before any of its work (tests/bench/ablation.py, step canned);
+- servingd answering after all its work up to the run, batching off (ablation step
+  bridge): the floor of the p50 targets;
 - nghttpd (a C HTTP/2 server): the load generator's own ceiling.
 The limit: each model run in-process with servingd's loader and no allocator setting
 (tests/bench/inprocess.py, one process per model, kept loaded), at batch 1 and at the
-batch sizes the scheduler formed.
+batch sizes the scheduler formed; with MLServer, also at batch 1 from 8 threads at once.
 
 Load: h2load (tests/bench/loadgen.py), closed-loop clients sending one-row requests,
 pre-serialized. For every load point: throughput, p50/p99 latency, server CPU (cores busy)
