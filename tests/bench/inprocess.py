@@ -137,11 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         for line in sys.stdin:
             batch, duration, warmup, *rest = line.split()
-            mode, callers = (rest + ["both", "1"][len(rest) :])[:2]
+            mode = rest[0] if rest else "both"
+            callers = int(rest[1]) if len(rest) > 1 else 1
             result = measure(
-                servable, args.model, int(batch), float(duration), float(warmup), mode,
-                int(callers),
-            )  # fmt: skip
+                servable, args.model, int(batch), float(duration), float(warmup), mode, callers
+            )
             sys.stdout.write(json.dumps({**result, "allocator": args.allocator}) + "\n")
             sys.stdout.flush()
     else:

@@ -264,9 +264,10 @@ def test_batching_on_off_is_bounded_by_the_limit_slowed_by_the_front_end() -> No
     1.5 x off asks (630 req/s) it keeps 0.75 of its pace: batching on cannot pass
     0.75 x 900 = 675 rows/s, so on / off is bounded by 1.61, reachable; keeping 0.6, it
     is bounded by 1.29, out of reach."""
-    target = next(t for t in targets.all_targets() if t.first == (ON, "gRPC text_encoder", 32))
     target = next(
-        t for t in targets.all_targets() if t.first == target.first and t.second[0] == OFF
+        t
+        for t in targets.all_targets()
+        if t.first == (ON, "gRPC text_encoder", 32) and t.second[0] == OFF
     )
     results = [
         point(ON, "gRPC text_encoder", 32, 560) | {"rows_per_batch": 16.0},

@@ -497,11 +497,8 @@ class PollingSource:
         return max(0.005, wait)
 
     def _settling_states(self) -> list[_ModelState]:
-        return [
-            s
-            for s in self._models.values()
-            if s.settling and self._store_for(s.config.base_path).settle_s > 0
-        ]
+        # Only a store with a settle time > 0 ever records a version as settling.
+        return [s for s in self._models.values() if s.settling]
 
     def _wait_for_settling(self) -> None:
         """Poll wait 0, after the poll (under _poll_lock): versions still being written are
