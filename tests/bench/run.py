@@ -556,15 +556,21 @@ def _wait_grpc(target: str, proc: subprocess.Popen[bytes], timeout: float) -> No
     raise TimeoutError(f"{target} not ready after {timeout} s")
 
 
+def model_load(
+    server: ServingdProcess, requests: dict[str, Path], model: str, clients: int
+) -> Load:
+    """`model`'s own one-row gRPC request (Predict, or Classify for tabular) at `clients`."""
+    method = bench_models.MODELS[model].method
+    body = requests[f"grpc-{model}"]
+    return Load(f"gRPC {model}", clients, body, grpc=server.grpc_target, method=method)
+
+
 def edge_loads(scenario: str) -> Callable[[ServingdProcess, dict[str, Path]], list[Load]]:
     """The load points of the daemon with batching on or off (see targets.all_targets)."""
 
     def loads(server: ServingdProcess, requests: dict[str, Path]) -> list[Load]:
-        g = server.grpc_target
-
         def grpc(model: str, clients: int) -> Load:
-            method = bench_models.MODELS[model].method
-            return Load(f"gRPC {model}", clients, requests[f"grpc-{model}"], grpc=g, method=method)
+            return model_load(server, requests, model, clients)
 
         out = [grpc(m, c) for m in targets.BATCHED_MODELS for c in (8, 32)]
         if scenario == targets.ON:
@@ -590,10 +596,7 @@ def canned_loads(server: ServingdProcess, bodies: dict[str, Path]) -> list[Load]
 def round_trip_loads(server: ServingdProcess, requests: dict[str, Path]) -> list[Load]:
     """servingd answering once a request's work up to its run is done: each model's own
     request at 1 client, the floor of its p50 target."""
-    return [
-        Load(f"gRPC {m}", 1, requests[f"grpc-{m}"], grpc=server.grpc_target, method=model.method)
-        for m, model in bench_models.MODELS.items()
-    ]
+    return [model_load(server, requests, model, 1) for model in bench_models.MODELS]
 
 
 # servingd with PredictionService.Predict answering a canned reply (see targets.CANNED).

@@ -329,9 +329,7 @@ def front_end_scale(target: Target, results: Sequence[Point]) -> float | None:
         return None
     if limit_key == target.second:
         return 1.0
-    limit, second = find(results, limit_key), find(results, target.second)
-    a, b = (rows_per_s(limit) if limit else None), (rows_per_s(second) if second else None)
-    return a / b if a and b else None
+    return Bound(limit_key, target.second).value(results)
 
 
 def front_end_value(pairs: Sequence[tuple[Point, Point]]) -> float | None:
