@@ -24,6 +24,15 @@ ON_OFF = Target("on/off", (ON, "gRPC mlp", 64), (OFF, "gRPC mlp", 64), 3.0)
 P50 = Target("p50", (OFF, "gRPC mlp", 1), (IN_PROCESS, "mlp batch 1", 1), 0.6, "p50_excess")
 
 
+def on_off_target(model: str) -> Target:
+    """The batching on / off target of `model` (32 clients)."""
+    return next(
+        t
+        for t in targets.all_targets()
+        if t.first == (ON, f"gRPC {model}", 32) and t.second[0] == OFF
+    )
+
+
 def test_value_is_the_median_of_the_pairs_ratios_not_the_ratio_of_medians() -> None:
     # Drift: the box is twice as fast in the second pair. Each pair says 3.0 or more; the
     # table's medians (900 over 450) would say 2.0.
@@ -185,11 +194,7 @@ def test_batching_on_over_off_is_bounded_by_the_model_at_the_formed_batch() -> N
     """A model that runs barely faster in-process at the batch the scheduler formed than
     served with batching off cannot gain the goal from batching: MobileNetV2 on two cores
     (110 rows/s at batch 16 in-process, 103 served unbatched)."""
-    target = next(
-        t
-        for t in targets.all_targets()
-        if t.first == (ON, "gRPC mobilenet_v2", 32) and t.second[0] == OFF
-    )
+    target = on_off_target("mobilenet_v2")
     results = [
         point(ON, "gRPC mobilenet_v2", 32, 100) | {"rows_per_batch": 16.0},
         point(OFF, "gRPC mobilenet_v2", 32, 103),
@@ -264,11 +269,7 @@ def test_batching_on_off_is_bounded_by_the_limit_slowed_by_the_front_end() -> No
     1.5 x off asks (630 req/s) it keeps 0.75 of its pace: batching on cannot pass
     0.75 x 900 = 675 rows/s, so on / off is bounded by 1.61, reachable; keeping 0.6, it
     is bounded by 1.29, out of reach."""
-    target = next(
-        t
-        for t in targets.all_targets()
-        if t.first == (ON, "gRPC text_encoder", 32) and t.second[0] == OFF
-    )
+    target = on_off_target("text_encoder")
     results = [
         point(ON, "gRPC text_encoder", 32, 560) | {"rows_per_batch": 16.0},
         point(OFF, "gRPC text_encoder", 32, 420),
